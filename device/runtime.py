@@ -1,0 +1,216 @@
+"""The device runtime (Eval): stream tiles from the card, verify, decrypt, run kernels, spill.
+
+    rt = Runtime(bdev, key, kernels)     # verifies the image; kernels: C binding, viper or reference
+    rt.set_input(data)                   # int8 input rows -> card (encrypted under a fresh nonce)
+    rt.infer()                           # every op, band by band, channel group by channel group
+    rt.read_output(out)                  # int8 output rows <- card (verified, decrypted)
+
+Buffers: the arena (exactly the SRAM budget, placed by the tiler) plus one 512-byte block for tables and
+counters. Card reads and writes are whole blocks: full blocks go straight between the card and the
+arena, a row's or tile's partial last block goes through the staging blocks at arena offset 0.
+"""
+
+import binascii
+
+from . import ImageError, IntegrityError, DeviceError
+from . import crypto as C
+from . import format as F
+from . import opdefs as D
+from .arena import Arena
+from .counters import Counters
+from .image import Image
+from .schedule import cover, in_rows
+from .storage import Card
+
+_SPATIAL = (D.OP_CONV, D.OP_DWCONV, D.OP_MAXPOOL, D.OP_AVGPOOL)
+_NB = F.NO_BUF
+
+
+def _urandom(n):
+    import os
+    return os.urandom(n)
+
+
+class Runtime:
+    def __init__(self, bdev, key, kernels, *, ctr=None, urandom=None, on_tensor=None):
+        self.card = Card(bdev)
+        self._blk = memoryview(bytearray(F.BLOCK))
+        self.img = img = Image(self.card, key, self._blk)
+        h = img.h
+        self.card.erase_block = h["erase_block"]
+        self.arena = Arena(h["sram_budget"])
+        if h["sram_budget"] < F.STAGING:
+            raise ImageError("SRAM budget %d is below the %d staging bytes" % (h["sram_budget"], F.STAGING))
+        self.arena.claim("staging", 0, F.STAGING)
+        self.mv = self.arena.mv
+        self.k = kernels
+        self.ctr = ctr or C.EcbCtr().xor
+        self.counters = Counters(self.card, h["counter_block"], self._blk, urandom or _urandom)
+        if self.counters.seq == 0:
+            self.counters.save()
+        self.k_spill = img.spill_key(self.counters.card_salt)
+        self.on_tensor = on_tensor     # for tests: called with each op's output tensor id
+        self.n = None                  # nonce counter of the inference in progress
+        self.stats = dict((f, 0) for f in ("bytes_read", "bytes_written", "macs", "tiles"))
+        self.T = img.tensors
+
+    # ---- card I/O of rows and tiles -------------------------------------------------------------
+    def _row_block(self, base, r):
+        t = self.T[base]
+        return self.img.h["spill_block"] + t[7] + r * t[8]
+
+    def _read_row(self, base, r, dst, off):
+        """Row r of a card-resident tensor into dst[off:], verified and decrypted."""
+        t = self.T[base]
+        rb = t[4] * t[5]
+        blk = self._row_block(base, r)
+        nfull = rb // F.BLOCK
+        tail = rb - nfull * F.BLOCK
+        if nfull:
+            self.card.read(blk, dst[off:off + nfull * F.BLOCK])
+        st = self.mv
+        nt = (tail + F.TAG_LEN + F.BLOCK - 1) // F.BLOCK
+        self.card.read(blk + nfull, st[0:nt * F.BLOCK])
+        dst[off + nfull * F.BLOCK:off + rb] = st[0:tail]
+        data = dst[off:off + rb]
+        if not C.eq(C.spill_tag(self.img.k_mac, base, self.n, r, data), bytes(st[tail:tail + F.TAG_LEN])):
+            raise IntegrityError("tensor %d row %d on the card failed its MAC (card error, tampering, or a "
+                                 "stale spill from another inference)" % (base, r))
+        self.ctr(self.k_spill, C.spill_iv(base, self.n, r), data, rb)
+        self.stats["bytes_read"] += rb + F.TAG_LEN
+
+    def _write_row(self, base, r, src, off):
+        """Encrypt src[off:off+row] in place, tag it, write it to row r's slot on the card."""
+        t = self.T[base]
+        rb = t[4] * t[5]
+        blk = self._row_block(base, r)
+        data = src[off:off + rb]
+        self.ctr(self.k_spill, C.spill_iv(base, self.n, r), data, rb)
+        tag = C.spill_tag(self.img.k_mac, base, self.n, r, data)
+        nfull = rb // F.BLOCK
+        tail = rb - nfull * F.BLOCK
+        if nfull:
+            self.card.write(blk, src[off:off + nfull * F.BLOCK])
+        st = self.mv
+        nt = (tail + F.TAG_LEN + F.BLOCK - 1) // F.BLOCK
+        st[0:tail] = src[off + nfull * F.BLOCK:off + rb]
+        st[tail:tail + F.TAG_LEN] = tag
+        for i in range(tail + F.TAG_LEN, nt * F.BLOCK):
+            st[i] = 0
+        self.card.write(blk + nfull, st[0:nt * F.BLOCK])
+        self.stats["bytes_written"] += rb + F.TAG_LEN
+
+    def _load_tile(self, i, off, where):
+        img = self.img
+        toff, n, crc, tag = img.tile_record(i, self._blk)
+        mv = self.mv
+        self.arena.claim("weights", off, n)
+        blk = img.h["payload_block"] + toff // F.BLOCK
+        nfull = n // F.BLOCK
+        tail = n - nfull * F.BLOCK
+        if nfull:
+            self.card.read(blk, mv[off:off + nfull * F.BLOCK])
+        if tail:
+            self.card.read(blk + nfull, mv[0:F.BLOCK])
+            mv[off + nfull * F.BLOCK:off + n] = mv[0:tail]
+        data = mv[off:off + n]
+        if binascii.crc32(data) & 0xFFFFFFFF != crc:
+            raise IntegrityError("tile %d (%s) failed its CRC32: card read error or modified image" % (i, where))
+        if not C.eq(C.tile_tag(img.k_mac, i, data), tag):
+            raise IntegrityError("tile %d (%s) failed its MAC: modified, moved or from another image" % (i, where))
+        self.ctr(img.k_enc, C.tile_iv(i), data, n)
+        self.stats["bytes_read"] += n + F.TILE_SIZE
+        return data
+
+    # ---- the model's input and output ---------------------------------------------------------
+    def _io_tensor(self, kind):
+        for i, t in enumerate(self.T):
+            if t[0] == kind and t[2] == i:
+                return i
+        raise ImageError("the image has no model %s tensor" % ("input" if kind == F.T_INPUT else "output"))
+
+    def input_size(self):
+        t = self.T[self._io_tensor(F.T_INPUT)]
+        return t[3] * t[4] * t[5]
+
+    def output_size(self):
+        t = self.T[self._io_tensor(F.T_OUTPUT)]
+        return t[3] * t[4] * t[5]
+
+    def set_input(self, data):
+        """Write the int8 input tensor (h*w*c bytes, NHWC) to the card; starts a new inference."""
+        tid = self._io_tensor(F.T_INPUT)
+        t = self.T[tid]
+        rb = t[4] * t[5]
+        if len(data) != t[3] * rb:
+            raise DeviceError("input has %d bytes; the model takes %d (%dx%dx%d int8)" % (len(data), t[3] * rb, t[3], t[4], t[5]))
+        c = self.counters
+        c.v["inferences"] += 1          # the nonce is persisted before it is used
+        c.save()
+        self.n = c.v["inferences"]
+        off = self.arena.claim("input row", F.STAGING, rb)
+        src = memoryview(data)
+        for r in range(t[3]):
+            self.mv[off:off + rb] = src[r * rb:(r + 1) * rb]
+            self._write_row(tid, r, self.mv, off)
+        self.arena.release("input row")
+
+    def read_output(self, out):
+        """Read the int8 output tensor into `out` (a bytearray of output_size() bytes)."""
+        tid = self._io_tensor(F.T_OUTPUT)
+        t = self.T[tid]
+        rb = t[4] * t[5]
+        dst = memoryview(out)
+        for r in range(t[3]):
+            self._read_row(tid, r, dst, r * rb)
+        return out
+
+    def read_tensor(self, tid):
+        """For tests: the bytes of any tensor right after the op that produced it."""
+        t = self.T[tid]
+        base = self.T[t[2]]
+        n = t[3] * t[4] * t[5]
+        if base[0] == F.T_ARENA:
+            return bytes(self.mv[base[6]:base[6] + n])
+        rb = base[4] * base[5]
+        buf = bytearray(base[3] * rb)
+        for r in range(base[3]):
+            self._read_row(t[2], r, memoryview(buf), r * rb)
+        return bytes(buf[:n])
+
+    # ---- inference ----------------------------------------------------------------------------
+    def infer(self):
+        if self.n is None:
+            raise DeviceError("no input: call set_input() before infer()")
+        c = self.card
+        b0, w0, r0 = c.blocks_read, c.blocks_written, c.retries
+        for i, op in enumerate(self.img.ops):
+            self._run_op(i, op)
+            self.arena.release_all(keep=("staging",))
+            if self.on_tensor is not None:
+                self.on_tensor(op.out)
+        v = self.counters.v
+        for k in ("bytes_read", "bytes_written", "macs", "tiles"):
+            v[k] += self.stats[k]
+        v["blocks_read"] += c.blocks_read - b0
+        v["blocks_written"] += c.blocks_written - w0
+        v["retries"] += c.retries - r0
+        self.counters.save()
+
+    def _fetch(self, tid, a, b, buf):
+        """Arena offset of view row a of input tid, reading card rows into scratch `buf` if spilled."""
+        t = self.T[tid]
+        base = self.T[t[2]]
+        rbv = t[4] * t[5]
+        if base[0] == F.T_ARENA:
+            return base[6] + a * rbv
+        rbb = base[4] * base[5]
+        ra, rz = cover(rbv, rbb, a, b)
+        self.arena.claim("band %d" % tid, buf, (rz - ra) * rbb)
+        for r in range(ra, rz):
+            self._read_row(t[2], r, self.mv, buf + (r - ra) * rbb)
+        return buf + a * rbv - ra * rbb
+
+    def _run_op(self, i, op):
+        from .ops import run_op
+        run_op(self, i, op)

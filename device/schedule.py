@@ -1,0 +1,37 @@
+"""Band arithmetic shared by the tiler (which sizes buffers with it) and the runtime (which runs it).
+
+One definition, so the planner's buffer sizes and the device's reads can never disagree.
+"""
+
+from . import opdefs as D
+
+
+def in_rows(kind, p, pad_t, in_h, r0, r1):
+    """Input view rows [a, b) that output band rows [r0, r1) of an op need (clipped to the input)."""
+    if kind == D.OP_CONV or kind == D.OP_DWCONV or kind == D.OP_MAXPOOL or kind == D.OP_AVGPOOL:
+        sh = p[D.P_SH]
+        a = r0 * sh - pad_t
+        b = (r1 - 1) * sh - pad_t + (p[D.P_KH] - 1) * p[D.P_DH] + 1
+    elif kind == D.OP_PAD:
+        a = r0 - pad_t
+        b = r1 - pad_t
+    elif kind == D.OP_FC:
+        a = 0
+        b = in_h
+    else:  # elementwise, concatenation, softmax; MEAN's bands run over its input rows
+        a = r0
+        b = r1
+    if a < 0:
+        a = 0
+    if b > in_h:
+        b = in_h
+    if b < a:
+        b = a
+    return a, b
+
+
+def cover(row_bytes, base_row_bytes, a, b):
+    """Base rows [ra, rb) that hold view rows [a, b) (a RESHAPE view may have another row size)."""
+    if b <= a:
+        return 0, 0
+    return (a * row_bytes) // base_row_bytes, -(-(b * row_bytes) // base_row_bytes)

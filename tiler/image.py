@@ -1,0 +1,117 @@
+"""Write a tile image (format v1, docs/format.md) from a plan. `build_image` returns bytes; no I/O.
+
+Card layout in 512-byte blocks: header | metadata (tensors, ops, tiles) | payloads | spill region |
+counter region. The image file holds the first three; the spill and counter regions are only reserved
+(`total_blocks` in the header tells how large the card must be).
+"""
+
+import binascii
+import hashlib
+import os
+import struct
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from ..device import crypto as C
+from ..device import format as F
+from ..device import opdefs as D
+
+COUNTER_BLOCKS = 2
+
+
+def ctr_xor(key, iv, data):
+    """AES-256-CTR (the host's fast path; the device builds the same keystream from AES-ECB)."""
+    enc = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
+    return enc.update(bytes(data)) + enc.finalize()
+
+
+def pack_payload(op, c0, c1):
+    """Weight tile for output channels [c0, c1): int8 filter, pad to 4, int32 bias, mult, shift."""
+    f = op.filt[c0:c1]
+    if op.kind == D.OP_DWCONV:
+        f = np.transpose(f, (1, 2, 0))           # [O,KH,KW] -> [KH,KW,g]
+    fb = np.ascontiguousarray(f, dtype=np.int8).tobytes()
+    fb += bytes((-len(fb)) % 4)
+    arrs = [np.asarray(a[c0:c1], dtype="<i4").tobytes() for a in (op.bias, op.mult, op.shift)]
+    return fb + b"".join(arrs)
+
+
+def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=None):
+    """Plan -> (image bytes, summary dict). `master_key` is 32 bytes and never enters the image."""
+    if len(master_key) != 32:
+        raise ValueError("the master key must be 32 bytes")
+    L = plan.L
+    image_id = image_id or os.urandom(F.ID_LEN)
+    k_enc = C.derive(master_key, b"tileswap/enc", image_id)
+    k_mac = C.derive(master_key, b"tileswap/mac", image_id)
+
+    # Spill region: one slot per row for every base tensor that lives on the card.
+    spill = {}
+    nblk = 0
+    for b in sorted(plan.kind):
+        if plan.kind[b] != F.T_ARENA:
+            t = L.tensors[b]
+            spill[b] = nblk
+            nblk += t.h * F.slot_blocks(t.row_bytes)
+
+    trec = bytearray()
+    for t in L.tensors:
+        base = L.tensors[t.base]
+        kind = plan.kind[t.base]
+        trec += struct.pack(F.T_FMT, kind, 0, t.base, t.h, t.w, t.c, plan.arena_off.get(t.base, F.NO_BUF),
+                            spill.get(t.base, F.NO_BUF), F.slot_blocks(base.row_bytes), t.zp)
+
+    payloads = []
+    orec = bytearray()
+    for opl in plan.ops:
+        op = opl.op
+        ins = list(op.ins) + [0xFFFF] * (4 - len(op.ins))
+        pad_t = op.geom.get("pad_t", 0)
+        orec += struct.pack(F.OP_FMT, op.kind, len(op.ins), len(op.p), 0, op.out, *ins, opl.band_rows,
+                            opl.n_bands, opl.group, opl.n_groups, pad_t, opl.first_tile,
+                            opl.top + opl.scratch, opl.read, opl.written, opl.macs)
+        orec += struct.pack("<%dI" % F.N_BUFS, *[opl.bufs.get(n, (F.NO_BUF, 0))[0] for n in F.BUF_NAMES])
+        orec += struct.pack("<%di" % len(op.p), *op.p)
+        if opl.first_tile != F.NO_BUF:
+            cout = len(op.mult)
+            for c0 in range(0, cout, opl.group):
+                payloads.append(pack_payload(op, c0, min(cout, c0 + opl.group)))
+
+    tiles = bytearray()
+    body = bytearray()
+    for i, pl in enumerate(payloads):
+        ct = ctr_xor(k_enc, C.tile_iv(i), pl)
+        off = len(body)
+        body += ct + bytes((-len(ct)) % F.BLOCK)
+        tiles += struct.pack(F.TILE_FMT, off, len(ct), binascii.crc32(ct) & 0xFFFFFFFF, 0)
+        tiles += C.tile_tag(k_mac, i, ct) + bytes(F.TILE_SIZE - 16 - F.TAG_LEN)
+
+    # The tile table starts on a block boundary so the device can read one record with one block read.
+    head_meta = bytes(trec + orec)
+    head_meta += bytes((-len(head_meta)) % F.BLOCK)
+    meta = head_meta + bytes(tiles)
+    meta_blocks = F.blocks_for(len(meta))
+    payload_block = 1 + meta_blocks
+    payload_blocks = len(body) // F.BLOCK
+    spill_block = payload_block + payload_blocks
+    counter_block = spill_block + nblk
+    hdr = dict(
+        magic=F.MAGIC, version=F.VERSION, header_len=F.BLOCK, flags=F.FLAG_AUTH, image_id=image_id,
+        model_sha256=hashlib.sha256(model_bytes).digest(), sram_budget=plan.budget, erase_block=erase_block,
+        meta_block=1, meta_len=len(meta), payload_block=payload_block, payload_blocks=payload_blocks,
+        spill_block=spill_block, spill_blocks=nblk, counter_block=counter_block, counter_blocks=COUNTER_BLOCKS,
+        total_blocks=counter_block + COUNTER_BLOCKS, n_tensors=len(L.tensors), n_ops=len(plan.ops),
+        n_tiles=len(payloads), meta_crc=binascii.crc32(meta) & 0xFFFFFFFF,
+        in_scale=L.in_q[0], in_zp=L.in_q[1], out_scale=L.out_q[0], out_zp=L.out_q[1],
+        in_float=int(L.in_float), out_float=int(L.out_float), reserved=0,
+    )
+    head = bytearray(F.BLOCK)
+    head[:F.HDR_SIZE] = F.pack_named(F.HDR_FMT, F.HDR_FIELDS, hdr)
+    head[F.HDR_KCV:F.HDR_KCV + 8] = C.key_check(master_key, image_id)
+    head[F.HDR_META_MAC:F.HDR_MAC] = C.hmac_sha256(k_mac, b"M", meta)
+    head[F.HDR_MAC:F.HDR_END] = C.hmac_sha256(k_mac, b"H", bytes(head[:F.HDR_MAC]))
+    image = bytes(head) + meta + bytes(meta_blocks * F.BLOCK - len(meta)) + bytes(body)
+    summary = dict(image_bytes=len(image), tiles=len(payloads), spill_blocks=nblk,
+                   weight_bytes=sum(len(p) for p in payloads), image_id=image_id.hex())
+    return image, summary

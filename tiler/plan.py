@@ -1,0 +1,273 @@
+"""The first planner: split every op into tiles that fit the SRAM budget and place every buffer.
+
+Arena layout at op i (offsets from the start of the budget B):
+
+    [0, 1024)           the I/O staging blocks (partial blocks of payloads and spilled rows)
+    [1024, top(i))       resident activations live at op i (fixed offsets for their whole life)
+    [top(i), ...)       op i's scratch: input bands of spilled inputs, the weight tile, the output band
+                        of a spilled output, the MEAN accumulator
+
+Algorithm (greedy, not optimal):
+1. Start with every intermediate activation resident; the model input and output live on the card.
+2. Place residents with a first-fit interval allocator (largest first), then give each op the space
+   above its live residents. If some op cannot tile in what is left, spill the largest resident live at
+   that op and repeat. An op that cannot tile with everything spilled fixes the minimum budget.
+3. Per op, choose band rows R and output-channel group G among ceil(n/k) candidates, minimising bytes
+   moved, then tiles. Execution is band-outer: with one channel group the weights are read once and
+   kept; with several they are read again for every band (the alternative order, re-reading inputs per
+   group, is not considered yet).
+"""
+
+from . import TilerError
+from ..device import format as F
+from ..device import opdefs as D
+from ..device import schedule as S
+
+STAGING = F.STAGING
+ALIGN = 8
+_WEIGHTED = (D.OP_CONV, D.OP_DWCONV, D.OP_FC)
+
+
+def _al(n):
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _cands(n, unit=1):
+    """Distinct values ceil(n/k), rounded up to `unit`, largest first."""
+    m = n // unit
+    return sorted({-(-m // k) * unit for k in range(1, m + 1)}, reverse=True)
+
+
+def payload_len(op, g):
+    """Bytes of one weight tile of g output channels: filter, pad to 4, then bias, mult, shift."""
+    per = op.filt[0].size
+    return (g * per + 3) // 4 * 4 + 12 * g
+
+
+class OpPlan:
+    def __init__(self, op):
+        self.op = op
+        self.band_rows = self.n_bands = 1
+        self.group = self.n_groups = 1
+        self.bufs = {}          # name -> (offset, size): in0, in1, ..., w, out, acc
+        self.read = self.written = 0
+        self.tiles = 0
+        self.first_tile = F.NO_BUF
+        self.macs = 0
+        self.top = STAGING      # end of the residents at this op
+        self.scratch = 0
+
+
+class Plan:
+    def __init__(self, L, budget):
+        self.L = L
+        self.budget = budget
+        self.kind = {}          # base tensor id -> F.T_*
+        self.arena_off = {}     # resident base -> offset
+        self.ops = []
+        self.peak = 0
+
+    def base(self, tid):
+        return self.L.tensors[self.L.tensors[tid].base]
+
+
+def band_height(op, L):
+    if op.kind == D.OP_MEAN:
+        return L.tensors[op.ins[0]].h
+    if op.kind == D.OP_FC:
+        return 1
+    return L.tensors[op.out].h
+
+
+def in_rows(op, L, k, r0, r1):
+    """View rows [a, b) of input k that band rows [r0, r1) need (device/schedule.py decides)."""
+    return S.in_rows(op.kind, op.p, op.geom.get("pad_t", 0), L.tensors[op.ins[k]].h, r0, r1)
+
+
+def cover(L, tid, a, b):
+    t = L.tensors[tid]
+    return S.cover(t.row_bytes, L.tensors[t.base].row_bytes, a, b)
+
+
+def _io_row(L, tid):
+    return L.tensors[L.tensors[tid].base].row_bytes + F.TAG_LEN
+
+
+def _tile_op(plan, op, avail, exact=False):
+    """Best (cost, OpPlan) for op within `avail` scratch bytes, or None."""
+    L = plan.L
+    H = band_height(op, L)
+    out = L.tensors[op.out]
+    out_res = plan.kind[out.base] == F.T_ARENA
+    ins_sp = [k for k, t in enumerate(op.ins) if plan.kind[L.tensors[t].base] != F.T_ARENA]
+    weighted = op.kind in _WEIGHTED
+    cout = out.c if op.kind != D.OP_FC else op.p[D.PF_OUT_C]
+    unit = op.geom.get("dm", 1) if op.kind == D.OP_DWCONV else 1
+    groups = _cands(cout, unit) if weighted else [cout]
+    best = None
+    for g in groups:
+        wlen = payload_len(op, g) if weighted else 0
+        for r in _cands(H):
+            nb = -(-H // r)
+            bands = [(i * r, min(H, (i + 1) * r)) for i in range(nb)] if exact else [(0, r), (nb // 2 * r, min(H, nb // 2 * r + r))]
+            need = []
+            rd = 0
+            for k in ins_sp:
+                mx = 0
+                for (r0, r1) in bands:
+                    a, b = in_rows(op, L, k, r0, r1)
+                    ra, rb = cover(L, op.ins[k], a, b)
+                    mx = max(mx, (rb - ra) * L.tensors[L.tensors[op.ins[k]].base].row_bytes)
+                    rd += (rb - ra) * _io_row(L, op.ins[k])
+                need.append(("in%d" % k, mx))
+            if not exact:
+                rd = rd * nb // max(1, len(bands))
+            if weighted:
+                need.append(("w", wlen))
+            if not out_res:
+                rows_out = 1 if op.kind in (D.OP_MEAN,) else r
+                ob = rows_out * out.row_bytes if op.kind != D.OP_FC else op.geom["rows"] * cout
+                need.append(("out", ob))
+            if op.kind == D.OP_MEAN:
+                need.append(("acc", 4 * out.c))
+            size = sum(_al(s) for _, s in need)
+            if size > avail:
+                continue
+            ng = -(-cout // g) if weighted else 1
+            wtotal = sum(payload_len(op, min(g, cout - i)) for i in range(0, cout, g)) if weighted else 0
+            loads = ng * (nb if ng > 1 else 1) if weighted else 0
+            rd += wtotal * (nb if ng > 1 else 1) + loads * F.TILE_SIZE
+            wr = 0 if out_res else out.h * (out.row_bytes + F.TAG_LEN)
+            tiles = nb * ng
+            cost = (rd + wr, tiles)
+            if best is None or cost < best[0]:
+                opl = OpPlan(op)
+                opl.band_rows, opl.n_bands, opl.group, opl.n_groups = r, nb, g, ng
+                opl.read, opl.written, opl.tiles = rd, wr, tiles
+                opl.need = need
+                opl.scratch = size
+                best = (cost, opl)
+            break   # larger r fits first; smaller r only costs more for this g
+    return best
+
+
+def min_scratch(plan, op):
+    """Smallest scratch op can tile in (band 1 row, smallest group)."""
+    lo, hi = 0, 1 << 31
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _tile_op(plan, op, mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _live(L):
+    """base -> (first op index, last op index) over lowered ops."""
+    live = {}
+    for i, op in enumerate(L.ops):
+        for t in op.ins + [op.out]:
+            b = L.tensors[t].base
+            f, l = live.get(b, (i, i))
+            live[b] = (min(f, i), max(l, i))
+    return live
+
+
+def _place(plan, live, resident):
+    """First-fit interval placement, largest first. Returns base -> offset."""
+    L = plan.L
+    placed = []
+    offs = {}
+    for b in sorted(resident, key=lambda b: -L.tensors[b].nbytes):
+        f, l = live[b]
+        size = _al(L.tensors[b].nbytes)
+        clash = sorted((offs[o], offs[o] + _al(L.tensors[o].nbytes)) for o in placed
+                       if not (live[o][1] < f or l < live[o][0]))
+        off = STAGING
+        for s, e in clash:
+            if off + size <= s:
+                break
+            off = max(off, e)
+        offs[b] = off
+        placed.append(b)
+    return offs
+
+
+def plan_model(L, budget):
+    """Lowered model -> Plan within `budget` bytes; TilerError naming the op that cannot fit."""
+    plan = Plan(L, budget)
+    live = _live(L)
+    bases = set(live)
+    inb, outb = L.tensors[L.input].base, L.tensors[L.output].base
+    for b in bases | {inb, outb}:
+        plan.kind[b] = F.T_SPILL
+    plan.kind[inb], plan.kind[outb] = F.T_INPUT, F.T_OUTPUT
+    # The minimum budget: every op tiled with all intermediates spilled.
+    need = [(STAGING + min_scratch(plan, op), i) for i, op in enumerate(L.ops)]
+    plan.min_sram = max(need)[0] if need else STAGING
+    if plan.min_sram > budget:
+        n, i = max(need)
+        op = L.ops[i]
+        raise TilerError("SRAM budget %d bytes is too small: op #%d %s (TFLite op #%d) needs at least %d bytes; "
+                         "the smallest budget that works for this model is --sram %d"
+                         % (budget, i, op.name, op.tfl_op, n, plan.min_sram))
+    resident = {b for b in bases if b not in (inb, outb)}
+    while True:
+        for b in bases:
+            if b not in (inb, outb):
+                plan.kind[b] = F.T_ARENA if b in resident else F.T_SPILL
+        offs = _place(plan, live, resident)
+        bad = None
+        plans = []
+        for i, op in enumerate(L.ops):
+            top = max([STAGING] + [offs[b] + _al(L.tensors[b].nbytes) for b in resident
+                                   if live[b][0] <= i <= live[b][1]])
+            got = _tile_op(plan, op, budget - top, exact=True) if top <= budget else None
+            if got is None:
+                bad = i
+                break
+            got[1].top = top
+            plans.append(got[1])
+        if bad is None:
+            break
+        cands = [b for b in resident if live[b][0] <= bad <= live[b][1]]
+        resident.discard(max(cands, key=lambda b: L.tensors[b].nbytes))
+    plan.arena_off = offs
+    _finish(plan, plans)
+    return plan
+
+
+def _finish(plan, plans):
+    """Assign scratch offsets, tile indices and MAC counts."""
+    L = plan.L
+    tile = 0
+    peak = STAGING
+    for opl in plans:
+        op = opl.op
+        off = opl.top
+        for name, size in opl.need:
+            opl.bufs[name] = (off, size)
+            off += _al(size)
+        peak = max(peak, off, opl.top)
+        if op.kind in _WEIGHTED:
+            opl.first_tile = tile
+            tile += opl.n_groups
+        opl.macs = op_macs(op, L)
+    for b, o in plan.arena_off.items():
+        peak = max(peak, o + L.tensors[b].nbytes)
+    plan.ops = plans
+    plan.n_tiles = tile
+    plan.peak = peak
+
+
+def op_macs(op, L):
+    out = L.tensors[op.out]
+    g = op.geom
+    if op.kind == D.OP_CONV:
+        return out.h * out.w * out.c * g["kh"] * g["kw"] * L.tensors[op.ins[0]].c
+    if op.kind == D.OP_DWCONV:
+        return out.h * out.w * out.c * g["kh"] * g["kw"]
+    if op.kind == D.OP_FC:
+        return g["rows"] * op.p[D.PF_N] * op.p[D.PF_OUT_C]
+    return 0

@@ -256,6 +256,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         sys.stderr.write("%s: interrupted\n" % PROG)
         return 130
+    except BrokenPipeError:       # e.g. `tileswap plan x.tsi | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -55,8 +55,9 @@ def prepare_card(image, path):
             with open(path, "r+b") as f:      # refresh the image area; spill and counters stay
                 f.write(image)
             return
-        raise HostError("card %s holds something else (another image or data); give a new --sd path or delete it"
-                        % path)
+        what = "another tile image" if head[:4] == F.MAGIC else "data that is not a tile image"
+        raise HostError("card %s holds %s; give another --sd path, or delete the file to start a fresh card"
+                        % (path, what))
     tmp = path + ".tmp%d" % os.getpid()
     with open(tmp, "wb") as f:
         f.write(image)

@@ -1,0 +1,182 @@
+/* tileswap tile kernels: int8 Eval, bit-exact with TensorFlow Lite's reference kernels (BUILTIN_REF).
+ *
+ * Portable C99: no malloc, printf, abort or intrinsics; the same files build for the host (cffi) and for
+ * Cortex-M (arm-none-eabi-gcc -mcpu=cortex-m4). Every parameter that can be computed ahead of time (the
+ * `p` vectors, per-channel multipliers) comes from the host-side Prepare in tiler/quant.py. The slot
+ * indices below mirror device/opdefs.py; change both together.
+ *
+ * Conventions for every function:
+ *   - argument order: params `p` (int32, read only), per-tile sizes, then each tensor's dims and data,
+ *     output last; inputs are const; all buffers are owned by the caller and never retained.
+ *   - tensors are int8, NHWC without the batch ([rows][width][channels]); multi-byte values (weight payload
+ *     int32 arrays, `acc`) are little-endian, the byte order of both targets.
+ *   - returns TS_OK, or TS_ERR_ARG for arguments a correct caller never passes (output then undefined).
+ *
+ * Spatial band convention (CONV_2D, DEPTHWISE_CONV_2D, pools): a tile computes `oh` output rows, all
+ * P_OUT_W columns and `g` channels. Output row oy, filter row ky read band row iy = y0 + oy*sh + ky*dh;
+ * column ox, filter column kx read ix = ox*sw - pad_l + kx*dw. Positions outside [0, in_h) x [0, in_w)
+ * are padding: they add nothing (TFLite's implicit padding with the input zero point) and pools leave them
+ * out of the max and the average's count. Output (oy, ox, k) goes to out[oy*out_w*out_c + ox*out_c + k]
+ * (out_c = P_OUT_C: `out` points at channel c0 of the tile's first output row).
+ *
+ * Weight payload (`wts`, conv / depthwise / FC): int8 filter, zero-padded to a multiple of 4 bytes, then
+ * int32 bias[g], mult[g], shift[g]. Any byte alignment is accepted.
+ */
+#ifndef TS_KERNELS_H
+#define TS_KERNELS_H
+
+#include <stdint.h>
+
+typedef enum { TS_OK = 0, TS_ERR_ARG = 1 } ts_status;
+
+/* Spatial ops: CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, AVERAGE_POOL_2D. */
+#define TS_P_IN_W 0     /* input width, >= 1 */
+#define TS_P_IN_C 1     /* input channels (pixel stride of the band), >= 1 */
+#define TS_P_OUT_W 2    /* output width, >= 1 */
+#define TS_P_OUT_C 3    /* output channels of the whole tensor (pixel stride of the output) */
+#define TS_P_KH 4       /* filter / window height, >= 1 */
+#define TS_P_KW 5       /* filter / window width, >= 1 */
+#define TS_P_SH 6       /* stride, rows, >= 1 */
+#define TS_P_SW 7       /* stride, columns, >= 1 */
+#define TS_P_DH 8       /* dilation, rows, >= 1 (1 for pools) */
+#define TS_P_DW 9       /* dilation, columns, >= 1 (1 for pools) */
+#define TS_P_PAD_L 10   /* padding on the left, >= 0 */
+#define TS_P_IN_ZP 11   /* input zero point, [-128, 127] */
+#define TS_P_OUT_ZP 12  /* output zero point, [-128, 127] */
+#define TS_P_ACT_MIN 13 /* clamp low, [-128, 127] */
+#define TS_P_ACT_MAX 14 /* clamp high, [ACT_MIN, 127] */
+#define TS_P_DM 15      /* depth multiplier (depthwise), else 1 */
+#define TS_P_SPATIAL_LEN 16
+
+/* FULLY_CONNECTED */
+#define TS_PF_N 0       /* input features per row */
+#define TS_PF_OUT_C 1   /* output features of the whole tensor (row stride of the output) */
+#define TS_PF_IN_ZP 2
+#define TS_PF_OUT_ZP 3
+#define TS_PF_ACT_MIN 4
+#define TS_PF_ACT_MAX 5
+#define TS_PF_LEN 6
+
+/* ADD */
+#define TS_PA_IN1_ZP 0
+#define TS_PA_IN2_ZP 1
+#define TS_PA_OUT_ZP 2
+#define TS_PA_LEFT_SHIFT 3 /* 20 for int8 */
+#define TS_PA_M1 4
+#define TS_PA_S1 5         /* shifts are exponents <= 0 (right shifts) */
+#define TS_PA_M2 6
+#define TS_PA_S2 7
+#define TS_PA_MO 8
+#define TS_PA_SO 9
+#define TS_PA_ACT_MIN 10
+#define TS_PA_ACT_MAX 11
+#define TS_PA_LEN 12
+
+/* QUANTIZE int8 -> int8 */
+#define TS_PR_IN_ZP 0
+#define TS_PR_OUT_ZP 1
+#define TS_PR_MULT 2
+#define TS_PR_SHIFT 3
+#define TS_PR_LEN 4
+
+/* MEAN over H and W; MULT / SHIFT already include the 1/COUNT that TFLite folds in (tiler/quant.py). */
+#define TS_PM_C 0
+#define TS_PM_COUNT 1
+#define TS_PM_IN_ZP 2
+#define TS_PM_OUT_ZP 3
+#define TS_PM_MULT 4
+#define TS_PM_SHIFT 5
+#define TS_PM_LEN 6
+
+/* SOFTMAX over the last axis */
+#define TS_PS_N 0
+#define TS_PS_INPUT_MULT 1   /* input_beta_multiplier */
+#define TS_PS_INPUT_LSHIFT 2 /* input_beta_left_shift, [0, 31] */
+#define TS_PS_DIFF_MIN 3     /* x - max below this gives 0 */
+#define TS_PS_OUT_ZP 4       /* -128 (output scale 1/256) */
+#define TS_PS_LEN 5
+
+/* gemmlowp SaturatingRoundingDoublingHighMul: round(a * b / 2**31) with ties away from zero; the one
+ * overflow (INT32_MIN * INT32_MIN) saturates. Relies on >> of a negative int64 being arithmetic (GCC). */
+static inline int32_t ts_srdhm(int32_t a, int32_t b)
+{
+    int64_t ab, v;
+    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+    ab = (int64_t)a * (int64_t)b;
+    v = ab + (ab >= 0 ? (1 << 30) : (1 - (1 << 30)));
+    if (v < 0) v += 0x7fffffff; /* C++ division truncates toward zero; >> floors */
+    return (int32_t)(v >> 31);
+}
+
+/* gemmlowp RoundingDivideByPOT: x / 2**e rounded to nearest, ties away from zero; e in [0, 31].
+ * e >= 32 (undefined in TFLite) returns the exact rounded quotient, 0. */
+static inline int32_t ts_rdbpot(int32_t x, int32_t e)
+{
+    int32_t mask, rem, thr;
+    if (e >= 32) return 0;
+    mask = (int32_t)((1u << e) - 1u);
+    rem = x & mask;
+    thr = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> e) + (rem > thr ? 1 : 0);
+}
+
+/* The one requantize: TFLite's MultiplyByQuantizedMultiplier (double rounding, no TFLITE_SINGLE_ROUNDING).
+ * Returns x * mult * 2**(shift - 31): x shifted left by max(shift, 0) (wrapping like TFLite's int32
+ * multiply), SRDHM by mult (in [0, 2**31)), then a rounding right shift by max(-shift, 0).
+ * shift in [-31, 31]; the same function is MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0)
+ * and ...GreaterThanOne (shift >= 0). */
+static inline int32_t ts_mbqm(int32_t x, int32_t mult, int32_t shift)
+{
+    int32_t ls = shift > 0 ? shift : 0;
+    int32_t rs = shift > 0 ? 0 : -shift;
+    return ts_rdbpot(ts_srdhm((int32_t)((uint32_t)x << ls), mult), rs);
+}
+
+/* CONV_2D, one tile (band convention above).
+ *   p    in  int32[TS_P_SPATIAL_LEN]
+ *   y0   in  band row read by output row 0, filter row 0 (may be negative: padding above)
+ *   oh   in  output rows, >= 1;  g  in  output channels of this tile, [1, out_c]
+ *   in_h in  band rows, >= 1;   in  in  int8 [in_h][in_w][in_c]
+ *   wts  in  filter int8 [g][kh][kw][in_c] + bias/mult/shift [g]
+ *   out  out int8, oh rows of stride out_w*out_c; g channels written per pixel */
+ts_status ts_conv_s8(const int32_t *p, int32_t y0, int32_t oh, int32_t g,
+                     int32_t in_h, const int8_t *in, const int8_t *wts, int8_t *out);
+
+/* DEPTHWISE_CONV_2D: output channel c0 + k reads input channel (c0 + k) / dm.
+ *   c0, g  in  first output channel and count, multiples of dm, c0 + g <= in_c * dm
+ *   wts    in  filter int8 [kh][kw][g] + bias/mult/shift [g]; other arguments as ts_conv_s8 */
+ts_status ts_dwconv_s8(const int32_t *p, int32_t y0, int32_t oh, int32_t c0, int32_t g,
+                       int32_t in_h, const int8_t *in, const int8_t *wts, int8_t *out);
+
+/* MAX_POOL_2D / AVERAGE_POOL_2D: output channel c0 + k from input channel c0 + k, c0 + g <= in_c.
+ * Average: sum / count of valid positions, rounded half away from zero; both clamp to ACT_MIN..MAX. */
+ts_status ts_maxpool_s8(const int32_t *p, int32_t y0, int32_t oh, int32_t c0, int32_t g,
+                        int32_t in_h, const int8_t *in, int8_t *out);
+ts_status ts_avgpool_s8(const int32_t *p, int32_t y0, int32_t oh, int32_t c0, int32_t g,
+                        int32_t in_h, const int8_t *in, int8_t *out);
+
+/* FULLY_CONNECTED: `rows` input vectors of n = p[TS_PF_N] int8 (contiguous), g output features.
+ *   wts in  filter int8 [g][n] + bias/mult/shift [g] (filter zero point 0)
+ *   out out row r, feature k at out[r*out_c + k] */
+ts_status ts_fc_s8(const int32_t *p, int32_t rows, int32_t g, const int8_t *in, const int8_t *wts,
+                   int8_t *out);
+
+/* ADD of n elements, TFLite's int8 scheme (inputs << left_shift, each rescaled, sum rescaled). */
+ts_status ts_add_s8(const int32_t *p, int32_t n, const int8_t *a, const int8_t *b, int8_t *out);
+
+/* QUANTIZE int8 -> int8 of n elements: clamp(MBQM(x - in_zp, mult, shift) + out_zp, -128, 127). */
+ts_status ts_requant_s8(const int32_t *p, int32_t n, const int8_t *in, int8_t *out);
+
+/* MEAN, first half: acc[ch] += sum of npix pixels of c channels (int8 [npix][c]).
+ *   acc in/out int32[c], 4-byte aligned, zeroed by the caller before the first band.
+ * Sums wrap at 2**32 like TFLite's int32 accumulator (no overflow below 2**24 pixels). */
+ts_status ts_mean_acc_s8(int32_t npix, int32_t c, const int8_t *in, int32_t *acc);
+
+/* MEAN, second half: out[ch] = clamp(MBQM(acc[ch] - in_zp*count, mult, shift) + out_zp), ch < p[TS_PM_C]. */
+ts_status ts_mean_out_s8(const int32_t *p, const int32_t *acc, int8_t *out);
+
+/* SOFTMAX over rows of n = p[TS_PS_N]: gemmlowp fixed-point exp of the scaled differences to the row max
+ * (5 integer bits), a 12-integer-bit sum, its fixed-point reciprocal; int8 output, scale 1/256, zp -128. */
+ts_status ts_softmax_s8(const int32_t *p, int32_t rows, const int8_t *in, int8_t *out);
+
+#endif /* TS_KERNELS_H */

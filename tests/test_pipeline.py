@@ -1,0 +1,84 @@
+"""End to end: compile -> encrypted image -> emulated device, bit-exact with TFLite on every tensor.
+
+Every zoo model and the digits model are verified at the smallest budget they compile at (everything
+spills) and at a generous one (everything resident); the arena's measured peak never exceeds the budget,
+and the device's counters equal what the plan promised.
+"""
+
+import numpy as np
+import pytest
+
+from tileswap.host.emulator import Emulator
+from tileswap.host.inspect import plan_info
+from tileswap.host.verify import verify
+from tileswap.tiler import TilerError
+from tileswap.tiler.compile import compile_model
+
+from zoo import ZOO, model
+
+BIG = 1 << 20
+
+
+def min_budget(tfl, key):
+    return compile_model(tfl, sram=BIG, key=key)[1].min_sram
+
+
+def check(tfl, key, sram, inputs=2):
+    image, plan = compile_model(tfl, sram=sram, key=key)
+    assert plan.peak <= sram, (plan.peak, sram)
+    res = verify(tfl, image, key, inputs=inputs, seed=sram)
+    assert res["bit_exact"], res["first_mismatches"]
+    assert res["tflm_output_bit_exact"], "TFLite Micro's output differs"
+    assert res["tensors_compared"] >= inputs * (len(plan.ops) + 1)
+    return image
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_bit_exact_tight_and_roomy(name, key):
+    tfl = model(name)
+    lo = min_budget(tfl, key)
+    check(tfl, key, lo)
+    check(tfl, key, 64 * 1024)
+
+
+@pytest.mark.parametrize("sram", [None, 1536, 2048, 4096, 65536])
+def test_digits_peak_and_counters(sram, digits, key):
+    sram = sram or min_budget(digits, key)
+    image = check(digits, key, sram, inputs=3)
+    info = plan_info(image, key)
+    rng = np.random.default_rng(1)
+    emu = Emulator(image, key)
+    try:
+        for _ in range(3):
+            emu.run(rng.integers(-128, 128, size=(8, 8, 1)).astype(np.int8))
+            c = emu.counters()
+            assert emu.rt.arena.peak <= sram
+            assert c["bytes_read"] == info["io_read_bytes"], (c, info["io_read_bytes"])
+            assert c["bytes_written"] == info["io_write_bytes"], (c, info["io_write_bytes"])
+            assert c["macs"] == info["macs"] and c["tiles"] == info["tiles"]
+    finally:
+        emu.close()
+
+
+def test_budget_below_minimum_names_op_and_minimum(digits, key):
+    lo = min_budget(digits, key)
+    with pytest.raises(TilerError) as e:
+        compile_model(digits, sram=lo - 1, key=key)
+    msg = str(e.value)
+    assert "op #" in msg and "--sram %d" % lo in msg, msg
+
+
+def test_verify_catches_a_wrong_kernel(digits, key, monkeypatch):
+    """The oracle comparison can fail: a kernel off by one in one output is reported, with its place."""
+    from tileswap.host import native
+    image, _ = compile_model(digits, sram=4096, key=key)
+    real = native.Kernels.avgpool_s8
+
+    def off_by_one(self, p, out, out_off, *a):
+        real(self, p, out, out_off, *a)
+        out[out_off] = (out[out_off] + 1) & 0xFF
+
+    monkeypatch.setattr(native.Kernels, "avgpool_s8", off_by_one)
+    res = verify(digits, image, key, inputs=1, tflm=False)
+    assert not res["bit_exact"] and res["mismatches"] >= 1
+    assert res["first_mismatches"][0]["count"] >= 1

@@ -17,14 +17,15 @@ _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.star
 
 
 def convert(model, calib, *, n=48, seed=0, per_channel_dense=True):
-    """Full-integer int8 TFLite bytes of a Keras model. `calib` is one (shape, scale, offset) per input:
-    the representative data is offset + scale * N(0, 1) (offset > 3*scale gives an input zero point of
-    -128)."""
+    """Full-integer int8 TFLite bytes of a Keras model whose inputs are named in0, in1, ... `calib` is one
+    (shape, scale, offset) per input: the representative data is offset + scale * N(0, 1) (offset > 3*scale
+    gives an input zero point of -128). Keyed by name, because the converter may reorder inputs."""
     rng = np.random.default_rng(seed)
 
     def rep():
         for _ in range(n):
-            yield [(off + sc * rng.standard_normal(shape)).astype(np.float32) for shape, sc, off in calib]
+            yield {f"in{i}": (off + sc * rng.standard_normal(shape)).astype(np.float32)
+                   for i, (shape, sc, off) in enumerate(calib)}
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -73,8 +74,8 @@ class Model:
         self.details = {d["index"]: d for d in self.interp.get_tensor_details()}
 
     def input_details(self):
-        """Input details in the Keras model's input order (the converter may reorder them)."""
-        return sorted(self.interp.get_input_details(), key=lambda d: _input_order(d["name"]))
+        """Input details in the Keras model's input order (in0, in1, ...; the converter may reorder them)."""
+        return sorted(self.interp.get_input_details(), key=lambda d: d["name"])
 
     def run(self, inputs):
         for det, x in zip(self.input_details(), inputs):
@@ -92,13 +93,6 @@ class Model:
         if index < 0:
             return None
         return Tensor(self.details[index], self.interp.get_tensor(index))
-
-
-def _input_order(name):
-    # "serving_default_keras_tensor:0", "..._1:0", ...: Keras numbers its inputs in creation order.
-    base = name.split(":")[0]
-    tail = base.rsplit("_", 1)[-1]
-    return (int(tail) if tail.isdigit() else -1, base)
 
 
 @functools.lru_cache(maxsize=None)
@@ -179,7 +173,7 @@ def _keras():
 
 def conv_model(h, w, c, filters, k, strides, padding, dilation, act, positive=False):
     keras, L, bias = _keras()
-    x = keras.Input((h, w, c), batch_size=1)
+    x = keras.Input((h, w, c), batch_size=1, name="in0")
     y = L.Conv2D(filters, k, strides=strides, padding=padding, dilation_rate=dilation, activation=act,
                  bias_initializer=bias)(x)
     return keras.Model(x, y), [((1, h, w, c), 1.0, 4.0 if positive else 0.0)], {}
@@ -187,7 +181,7 @@ def conv_model(h, w, c, filters, k, strides, padding, dilation, act, positive=Fa
 
 def dwconv_model(h, w, c, dm, k, strides, padding, dilation, act):
     keras, L, bias = _keras()
-    x = keras.Input((h, w, c), batch_size=1)
+    x = keras.Input((h, w, c), batch_size=1, name="in0")
     y = L.DepthwiseConv2D(k, strides=strides, padding=padding, depth_multiplier=dm, dilation_rate=dilation,
                           activation=act, bias_initializer=bias)(x)
     return keras.Model(x, y), [((1, h, w, c), 1.0, 0.0)], {}
@@ -195,44 +189,44 @@ def dwconv_model(h, w, c, dm, k, strides, padding, dilation, act):
 
 def pool_model(kind, h, w, c, k, strides, padding):
     keras, L, _ = _keras()
-    x = keras.Input((h, w, c), batch_size=1)
+    x = keras.Input((h, w, c), batch_size=1, name="in0")
     layer = L.MaxPooling2D if kind == "max" else L.AveragePooling2D
     return keras.Model(x, layer(k, strides=strides, padding=padding)(x)), [((1, h, w, c), 1.0, 0.0)], {}
 
 
 def fc_model(shape, units, act, per_channel=True):
     keras, L, bias = _keras()
-    x = keras.Input(shape, batch_size=1)
+    x = keras.Input(shape, batch_size=1, name="in0")
     y = L.Dense(units, activation=act, bias_initializer=bias)(x)
     return keras.Model(x, y), [((1,) + shape, 1.0, 0.0)], {"per_channel_dense": per_channel}
 
 
 def add_model(n, scale_a, scale_b, relu):
     keras, L, _ = _keras()
-    a, b = keras.Input((n,), batch_size=1), keras.Input((n,), batch_size=1)
+    a, b = keras.Input((n,), batch_size=1, name="in0"), keras.Input((n,), batch_size=1, name="in1")
     y = L.Add()([a, b])
     if relu:
         y = L.ReLU()(y)
     return keras.Model([a, b], y), [((1, n), scale_a, 0.0), ((1, n), scale_b, 0.0)], {}
 
 
-def softmax_concat_model(n, m, other_scale):
+def softmax_concat_model(n, m, other_scale, logit_scale=3.0):
     """SOFTMAX (output scale 1/256) concatenated with a tensor of another scale: the converter inserts
-    QUANTIZE int8 -> int8 after the softmax."""
+    QUANTIZE int8 -> int8 after the softmax (scaling up when the concatenation's range is the smaller)."""
     keras, L, _ = _keras()
-    a, b = keras.Input((n,), batch_size=1), keras.Input((m,), batch_size=1)
+    a, b = keras.Input((n,), batch_size=1, name="in0"), keras.Input((m,), batch_size=1, name="in1")
     y = L.Concatenate()([L.Softmax()(a), b])
-    return keras.Model([a, b], y), [((1, n), 3.0, 0.0), ((1, m), other_scale, 0.0)], {}
+    return keras.Model([a, b], y), [((1, n), logit_scale, 0.0), ((1, m), other_scale, 0.0)], {}
 
 
 def mean_model(h, w, c, keepdims, positive=False):
     keras, L, _ = _keras()
-    x = keras.Input((h, w, c), batch_size=1)
+    x = keras.Input((h, w, c), batch_size=1, name="in0")
     y = L.GlobalAveragePooling2D(keepdims=keepdims)(x)
     return keras.Model(x, y), [((1, h, w, c), 1.0, 4.0 if positive else 0.0)], {}
 
 
 def softmax_model(shape, scale):
     keras, L, _ = _keras()
-    x = keras.Input(shape, batch_size=1)
+    x = keras.Input(shape, batch_size=1, name="in0")
     return keras.Model(x, L.Softmax()(x)), [((1,) + shape, scale, 0.0)], {}

@@ -1,6 +1,4 @@
 """The model zoo (tests/zoo.py) builds what each case claims, and together covers every op tileswap runs."""
-import collections
-import warnings
 
 import numpy as np
 import pytest
@@ -12,24 +10,20 @@ SUPPORTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MAX_POOL
 
 
 def run_ref(tflite, x):
-    """All tensors of one inference with TFLite's reference kernels: {tensor index: array}."""
+    """One inference with TFLite's reference kernels: ({op output tensor index: array}, output index)."""
     import tensorflow as tf
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        interp = tf.lite.Interpreter(
-            model_content=tflite, experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF,
-            experimental_preserve_all_tensors=True)
+    interp = zoo.interpreter(tflite, experimental_preserve_all_tensors=True,
+                             experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
     interp.allocate_tensors()
     interp.set_tensor(interp.get_input_details()[0]["index"], x)
     interp.invoke()
-    outputs = {int(o) for op in interp._get_ops_details() for o in op["outputs"]}
-    return {i: interp.get_tensor(i) for i in sorted(outputs)}, interp.get_output_details()[0]["index"]
+    return {i: interp.get_tensor(i) for i in op_outputs(tflite)}, interp.get_output_details()[0]["index"]
 
 
 def op_outputs(tflite):
     """Index of each op's (first) output tensor, in execution order."""
-    return [int(op["outputs"][0]) for op in zoo._interpreter(tflite)._get_ops_details()]
+    return [int(op["outputs"][0]) for op in zoo.interpreter(tflite)._get_ops_details()]
 
 
 @pytest.mark.parametrize("name", sorted(zoo.ZOO))
@@ -44,21 +38,26 @@ def test_case_has_claimed_ops_and_live_output(name):
 
 
 def test_zoo_covers_every_supported_op():
-    seen = collections.Counter(op for name in zoo.ZOO for op in zoo.CLAIMS[name])
-    assert SUPPORTED <= set(seen), SUPPORTED - set(seen)
+    seen = {op for name in zoo.ZOO for op in zoo.ops_in(zoo.model(name))}
+    assert seen == SUPPORTED, (SUPPORTED - seen, seen - SUPPORTED)
 
 
-def test_concat_requantize_has_int8_quantize_before_concat():
-    details = zoo.op_details(zoo.model("concat_requantize"))
-    names = [d[0] for d in details]
-    assert "QUANTIZE" in names and "CONCATENATION" in names, names
-    # QUANTIZE int8 -> int8 feeding a CONCATENATION (not a float edge: the model's input is int8).
-    assert zoo.sample_input(zoo.model("concat_requantize")).dtype == np.int8
-    assert names.index("QUANTIZE") < max(i for i, n in enumerate(names) if n == "CONCATENATION")
+def test_concat_requantize_has_int8_quantize_into_concat():
+    interp = zoo.interpreter(zoo.model("concat_requantize"))
+    dtypes = {t["index"]: t["dtype"] for t in interp.get_tensor_details()}
+    ops = interp._get_ops_details()
+    concat_inputs = {int(i) for op in ops if op["op_name"] == "CONCATENATION" for i in op["inputs"]}
+    requants = [op for op in ops if op["op_name"] == "QUANTIZE"]
+    assert requants, [op["op_name"] for op in ops]
+    for op in requants:  # int8 -> int8, feeding a CONCATENATION: a requantize, not a float edge
+        (src,), (dst,) = op["inputs"], op["outputs"]
+        assert dtypes[int(src)] == np.int8 and dtypes[int(dst)] == np.int8
+        assert int(dst) in concat_inputs
 
 
-def test_pad_case_keeps_pad():
+def test_pad_cases_keep_pad():
     assert zoo.ops_in(zoo.model("pad_asym_conv")) == ["PAD", "CONV_2D"]
+    assert zoo.ops_in(zoo.model("pad_maxpool")) == ["PAD", "MAX_POOL_2D"]
 
 
 def test_float_edges_are_quantize_and_dequantize():
@@ -92,25 +91,23 @@ def test_saturation_clips_intermediates():
 
 
 @pytest.mark.parametrize("name, op, act", [
-    ("conv_relu", "CONV_2D", "RELU"), ("conv_relu6", "CONV_2D", "RELU6"), ("dw_relu6", "DEPTHWISE_CONV_2D", "RELU6"),
-    ("add_scales", "ADD", "RELU"), ("dense_chain", "FULLY_CONNECTED", "RELU")])
+    ("conv_relu", "CONV_2D", "RELU"), ("conv_relu6", "CONV_2D", "RELU6"),
+    ("dw_relu6", "DEPTHWISE_CONV_2D", "RELU6"), ("add_scales", "ADD", "RELU"),
+    ("dense_chain", "FULLY_CONNECTED", "RELU"), ("maxpool_relu", "MAX_POOL_2D", "RELU")])
 def test_activation_is_fused(name, op, act):
     from tensorflow.lite.python import schema_py_generated as schema
 
-    acts = {v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")}
-    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(zoo.model(name), 0))
-    fused = [acts[o.builtinOptions.fusedActivationFunction] for o, n in zip(m.subgraphs[0].operators,
-             zoo.ops_in(zoo.model(name))) if n == op]
+    tflite = zoo.model(name)
+    names = {v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")}
+    graph = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(tflite, 0)).subgraphs[0]
+    ops = zoo.ops_in(tflite)
+    fused = [names[o.builtinOptions.fusedActivationFunction] for o, n in zip(graph.operators, ops) if n == op]
     assert act in fused, fused
-    assert "RELU" not in zoo.ops_in(zoo.model(name)) and "RELU6" not in zoo.ops_in(zoo.model(name))
+    assert "RELU" not in ops and "RELU6" not in ops, ops
 
 
 def test_zero_point_limits():
-    import tensorflow as tf
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        interp = tf.lite.Interpreter(model_content=zoo.model("zero_point_limits"))
+    interp = zoo.interpreter(zoo.model("zero_point_limits"))
     assert interp.get_input_details()[0]["quantization"][1] == 127
     assert interp.get_output_details()[0]["quantization"][1] == -128
 

@@ -12,13 +12,15 @@ are He-scaled normal, biases uniform, so activations are neither all zero nor al
 representative set is uniform in [-1, 1] unless a case says otherwise.
 
 Converter behaviour the cases rely on (TF 2.21), worth knowing when adding one:
-- ZeroPadding2D with equal padding + a 'valid' conv is folded into a 'same' CONV_2D/DEPTHWISE_CONV_2D:
-  only unequal padding leaves a PAD op (`pad_asym_conv`).
+- ZeroPadding2D(1) + a 3x3 stride-1 'valid' conv or depthwise is folded into a 'same' one; any other
+  padding (unequal, wider, before a stride-2 conv or before a pool) stays a PAD op (`pad_asym_conv`,
+  `pad_maxpool`).
 - Concatenated branches normally get the concatenation's scale pushed back into their producers (even the
   model input), so no QUANTIZE appears (`concat_rescaled`); a requantizing QUANTIZE appears only when one
   tensor feeds two concatenations with different ranges (`concat_requantize`).
 - Conv2D(use_bias=False) still gets a zero int32 bias tensor; Dense(use_bias=False) gets none (input -1).
-- ReLU/ReLU6 after Conv2D, DepthwiseConv2D, Dense and Add are fused (no separate RELU op).
+- ReLU/ReLU6 after Conv2D, DepthwiseConv2D, Dense, Add and even MaxPooling2D are fused (no separate RELU
+  op; `maxpool_relu`). CONCATENATION stores axis -1, not 3.
 """
 import hashlib
 import inspect
@@ -335,6 +337,21 @@ def maxpool_3_same_stride2():
     return _finish("maxpool_3_same_stride2", x, L.MaxPooling2D(3, strides=2, padding="same")(x))
 
 
+@case("MAX_POOL_2D")
+def maxpool_relu():
+    """MAX_POOL_2D 2x2 with a following ReLU fused into it: pools clamp to the activation range too."""
+    L, x = _start("maxpool_relu")
+    return _finish("maxpool_relu", x, L.ReLU()(L.MaxPooling2D(2)(x)))
+
+
+@case("PAD", "MAX_POOL_2D")
+def pad_maxpool():
+    """ZeroPadding2D(1) -> PAD, then MaxPooling2D 3x3 stride 1 'valid': unlike 'same' pooling, the padded
+    border (the zero point, i.e. real 0.0) takes part in the max."""
+    L, x = _start("pad_maxpool")
+    return _finish("pad_maxpool", x, L.MaxPooling2D(3, strides=1)(L.ZeroPadding2D(1)(x)))
+
+
 @case("AVERAGE_POOL_2D")
 def avgpool_2_valid():
     """AVERAGE_POOL_2D 2x2 stride 2 'valid' on odd 9x11."""
@@ -440,7 +457,7 @@ def saturation():
 def _cache_key(name):
     """Hash of everything the bytes depend on: the builder, the shared helpers, the converter wrapper and
     the TF/Keras versions."""
-    import keras
+    keras = keras_import.import_keras()
     import tensorflow as tf
 
     parts = [inspect.getsource(ZOO[name])] + [inspect.getsource(f) for f in (_start, _seed, _finish)]
@@ -472,7 +489,8 @@ def build_zoo(*, cache=True):
     return {name: model(name, cache=cache) for name in ZOO}
 
 
-def _interpreter(tflite, **kwargs):
+def interpreter(tflite, **kwargs):
+    """A `tf.lite.Interpreter` for the model, without TF's deprecation warning (kwargs passed on)."""
     import tensorflow as tf
 
     with warnings.catch_warnings():
@@ -482,7 +500,7 @@ def _interpreter(tflite, **kwargs):
 
 def op_details(tflite):
     """[(op name, [input shapes], [output shapes])] in execution order; absent optional inputs are None."""
-    interp = _interpreter(tflite)
+    interp = interpreter(tflite)
     shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interp.get_tensor_details()}
     return [(op["op_name"], [shapes.get(int(i)) for i in op["inputs"]], [shapes[int(o)] for o in op["outputs"]])
             for op in interp._get_ops_details()]
@@ -496,14 +514,14 @@ def ops_in(tflite):
 def sample_input(tflite, *, seed=0):
     """A random input for the model: int8 over the whole range (both -128 and 127 present), or for a
     float input, floats reaching 25% beyond what its QUANTIZE can represent (so it clamps)."""
-    detail = _interpreter(tflite).get_input_details()[0]
+    detail = interpreter(tflite).get_input_details()[0]
     shape = tuple(int(d) for d in detail["shape"])
     rng = np.random.default_rng(seed)
     if detail["dtype"] == np.int8:
         x = rng.integers(-128, 128, shape, dtype=np.int8)
         x.flat[0], x.flat[-1] = -128, 127
         return x
-    interp = _interpreter(tflite)
+    interp = interpreter(tflite)
     first = interp._get_ops_details()[0]  # the QUANTIZE that takes the float input
     quant = {t["index"]: t["quantization"] for t in interp.get_tensor_details()}
     scale, zero_point = quant[int(first["outputs"][0])]

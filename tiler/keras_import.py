@@ -35,7 +35,8 @@ def captured_stderr(sink):
     "fully_quantize: 0, ...") straight to fd 2, where neither `warnings` nor `logging` can reach them, and
     TF_CPP_MIN_LOG_LEVEL no longer silences the ones written before absl's logging is initialised. The
     text is kept so that a failure can quote it: noise is dropped, errors are not. Not thread-safe
-    (fd 2 is process-wide); conversion is not something to run concurrently anyway.
+    (fd 2 is process-wide); conversion is not something to run concurrently anyway. Public for scripts
+    that want the same treatment around other TensorFlow calls (examples/digits wraps training in it).
     """
     _flush_stdio()
     saved = os.dup(2)
@@ -66,8 +67,14 @@ def _flush_stdio():
 def _import_tf(log):
     """Import TensorFlow quietly (its import-time C++ banner goes to `log`) and quieten its Python loggers."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # only takes effect before the first import
-    with captured_stderr(log):
-        import tensorflow as tf
+    try:
+        with captured_stderr(log):
+            import tensorflow as tf
+    except BaseException:
+        import sys
+
+        sys.stderr.write("".join(log))  # the banner was noise, but a failed import's output is not
+        raise
     tf.get_logger().setLevel("ERROR")
     with contextlib.suppress(ImportError):
         from absl import logging as absl_logging

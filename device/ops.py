@@ -7,6 +7,7 @@ outputs go straight into a resident tensor or into a band buffer that is spilled
 
 from . import format as F
 from . import opdefs as D
+from .arena import ACC, OUT_BAND
 from .schedule import in_rows
 
 _SPATIAL = (D.OP_CONV, D.OP_DWCONV, D.OP_MAXPOOL, D.OP_AVGPOOL)
@@ -16,7 +17,7 @@ def _claim_resident(rt, tid):
     t = rt.T[tid]
     base = rt.T[t[2]]
     if base[0] == F.T_ARENA:
-        rt.arena.claim("tensor %d" % t[2], base[6], base[3] * base[4] * base[5])
+        rt.arena.claim(t[2], base[6], base[3] * base[4] * base[5])
 
 
 def run_op(rt, i, op):
@@ -31,7 +32,6 @@ def run_op(rt, i, op):
     for tid in op.ins:
         _claim_resident(rt, tid)
     _claim_resident(rt, op.out)
-    where = "op #%d %s" % (i, D.OP_NAMES.get(kind, kind))
     orb = out[4] * out[5]
     if kind == D.OP_FC:
         cout = p[D.PF_OUT_C]
@@ -42,7 +42,7 @@ def run_op(rt, i, op):
     R = op.band_rows
     wts = None
     if kind == D.OP_MEAN:
-        acc_off = rt.arena.claim("acc", bufs[6], 4 * cout)
+        acc_off = rt.arena.claim(ACC, bufs[6], 4 * cout)
         for j in range(acc_off, acc_off + 4 * cout):
             mv[j] = 0
         acc = mv[acc_off:acc_off + 4 * cout]
@@ -63,7 +63,7 @@ def run_op(rt, i, op):
         elif out_res:
             o_off = out[6] + r0 * orb
         else:
-            o_off = rt.arena.claim("out band", bufs[5], (r1 - r0) * orb if kind != D.OP_FC else out[3] * orb)
+            o_off = rt.arena.claim(OUT_BAND, bufs[5], (r1 - r0) * orb if kind != D.OP_FC else out[3] * orb)
         if kind in _SPATIAL:
             a, b = rows[0]
             y0 = r0 * p[D.P_SH] - op.pad_t - a
@@ -73,7 +73,7 @@ def run_op(rt, i, op):
                 for g0 in range(0, cout, op.group):
                     g = min(op.group, cout - g0)
                     if wts is None or op.n_groups > 1:
-                        wts = rt._load_tile(op.first_tile + g0 // op.group, bufs[4], where)
+                        wts = rt._load_tile(op.first_tile + g0 // op.group, bufs[4], i)
                     if kind == D.OP_CONV:
                         k.conv_s8(p, mv, o_off + g0, mv, offs[0], b - a, y0, oh, wts, g)
                         rt.stats["macs"] += oh * out[4] * g * p[D.P_KH] * p[D.P_KW] * tin[5]
@@ -93,7 +93,7 @@ def run_op(rt, i, op):
             for g0 in range(0, cout, op.group):
                 g = min(op.group, cout - g0)
                 if wts is None or op.n_groups > 1:
-                    wts = rt._load_tile(op.first_tile + g0 // op.group, bufs[4], where)
+                    wts = rt._load_tile(op.first_tile + g0 // op.group, bufs[4], i)
                 k.fc_s8(p, mv, o_off + g0, mv, offs[0], nrows, wts, g)
                 rt.stats["macs"] += nrows * p[D.PF_N] * g
                 rt.stats["tiles"] += 1
@@ -129,7 +129,7 @@ def run_op(rt, i, op):
                 for r in range(r0, r1):
                     rt._write_row(op.out, r, mv, o_off + (r - r0) * orb)
         for j in range(len(op.ins)):
-            rt.arena.release("band %d" % op.ins[j])
+            rt.arena.release(1000 + op.ins[j])
 
 
 def _concat(rt, op, o_off, offs, npix, cout):

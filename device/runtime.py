@@ -16,7 +16,7 @@ from . import ImageError, IntegrityError, DeviceError
 from . import crypto as C
 from . import format as F
 from . import opdefs as D
-from .arena import Arena
+from .arena import Arena, INPUT_ROW, STAGING, WEIGHTS
 from .counters import Counters
 from .image import Image
 from .schedule import cover, in_rows
@@ -41,7 +41,7 @@ class Runtime:
         self.arena = Arena(h["sram_budget"])
         if h["sram_budget"] < F.STAGING:
             raise ImageError("SRAM budget %d is below the %d staging bytes" % (h["sram_budget"], F.STAGING))
-        self.arena.claim("staging", 0, F.STAGING)
+        self.arena.claim(STAGING, 0, F.STAGING)
         self.mv = self.arena.mv
         self.k = kernels
         self.ctr = ctr or C.EcbCtr().xor
@@ -100,11 +100,11 @@ class Runtime:
         self.card.write(blk + nfull, st[0:nt * F.BLOCK])
         self.stats["bytes_written"] += rb + F.TAG_LEN
 
-    def _load_tile(self, i, off, where):
+    def _load_tile(self, i, off, op_index):
         img = self.img
         toff, n, crc, tag = img.tile_record(i, self._blk)
         mv = self.mv
-        self.arena.claim("weights", off, n)
+        self.arena.claim(WEIGHTS, off, n)
         blk = img.h["payload_block"] + toff // F.BLOCK
         nfull = n // F.BLOCK
         tail = n - nfull * F.BLOCK
@@ -115,9 +115,9 @@ class Runtime:
             mv[off + nfull * F.BLOCK:off + n] = mv[0:tail]
         data = mv[off:off + n]
         if binascii.crc32(data) & 0xFFFFFFFF != crc:
-            raise IntegrityError("tile %d (%s) failed its CRC32: card read error or modified image" % (i, where))
+            raise IntegrityError("tile %d (op #%d) failed its CRC32: card read error or modified image" % (i, op_index))
         if not C.eq(C.tile_tag(img.k_mac, i, data), tag):
-            raise IntegrityError("tile %d (%s) failed its MAC: modified, moved or from another image" % (i, where))
+            raise IntegrityError("tile %d (op #%d) failed its MAC: modified, moved or from another image" % (i, op_index))
         self.ctr(img.k_enc, C.tile_iv(i), data, n)
         self.stats["bytes_read"] += n + F.TILE_SIZE
         return data
@@ -148,12 +148,12 @@ class Runtime:
         c.v["inferences"] += 1          # the nonce is persisted before it is used
         c.save()
         self.n = c.v["inferences"]
-        off = self.arena.claim("input row", F.STAGING, rb)
+        off = self.arena.claim(INPUT_ROW, F.STAGING, rb)
         src = memoryview(data)
         for r in range(t[3]):
             self.mv[off:off + rb] = src[r * rb:(r + 1) * rb]
             self._write_row(tid, r, self.mv, off)
-        self.arena.release("input row")
+        self.arena.release(INPUT_ROW)
 
     def read_output(self, out):
         """Read the int8 output tensor into `out` (a bytearray of output_size() bytes)."""
@@ -186,7 +186,7 @@ class Runtime:
         b0, w0, r0 = c.blocks_read, c.blocks_written, c.retries
         for i, op in enumerate(self.img.ops):
             self._run_op(i, op)
-            self.arena.release_all(keep=("staging",))
+            self.arena.release_all(STAGING)
             if self.on_tensor is not None:
                 self.on_tensor(op.out)
         v = self.counters.v
@@ -206,7 +206,7 @@ class Runtime:
             return base[6] + a * rbv
         rbb = base[4] * base[5]
         ra, rz = cover(rbv, rbb, a, b)
-        self.arena.claim("band %d" % tid, buf, (rz - ra) * rbb)
+        self.arena.claim(1000 + tid, buf, (rz - ra) * rbb)
         for r in range(ra, rz):
             self._read_row(t[2], r, self.mv, buf + (r - ra) * rbb)
         return buf + a * rbv - ra * rbb

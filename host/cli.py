@@ -108,6 +108,8 @@ def cmd_run(a):
         x = np.load(a.input, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise HostError("cannot read input %s: %s (expected a .npy array)" % (a.input, e)) from None
+    if a.runtime == "micropython":
+        return _run_micropython(a, key, x)
     emu = Emulator.open(a.image, key, card=a.sd, kernel=a.kernels)
     try:
         n = emu.rt.input_size()
@@ -127,23 +129,64 @@ def cmd_run(a):
         budget = emu.h["sram_budget"]
     finally:
         emu.close()
+    _report_run(a, y, len(batch), peak, budget, totals)
+
+
+def _report_run(a, y, n, peak, budget, totals, extra=None):
     if a.output:
         import io
         buf = io.BytesIO()
         np.save(buf, y)
         write_atomic(a.output, buf.getvalue())
-    res = dict(inferences=len(batch), output_shape=list(y.shape), output_dtype=str(y.dtype), peak_sram=peak,
-               sram_budget=budget, counters=totals)
+    res = dict(inferences=n, output_shape=list(y.shape), output_dtype=str(y.dtype), peak_sram=peak,
+               sram_budget=budget, counters=totals, runtime=a.runtime)
+    res.update(extra or {})
     if a.json:
         if not a.output:
             res["output"] = y.tolist()
         print(json.dumps(res))
-    else:
-        print("%d inference(s), output %s %s%s; peak SRAM %d of %d" % (
-            len(batch), "x".join(map(str, y.shape)), y.dtype, " -> " + a.output if a.output else "", peak, budget))
-        print("counters: " + ", ".join("%s %d" % kv for kv in sorted(totals.items())))
-        if not a.output:
-            print(y)
+        return
+    print("%d inference(s) on %s, output %s %s%s; peak SRAM %d of %d" % (
+        n, a.runtime, "x".join(map(str, y.shape)), y.dtype, " -> " + a.output if a.output else "", peak, budget))
+    print("counters: " + ", ".join("%s %d" % kv for kv in sorted(totals.items())))
+    for k, v in (extra or {}).items():
+        print("%s: %s" % (k.replace("_", " "), v))
+    if not a.output:
+        print(y)
+
+
+def _run_micropython(a, key, x):
+    from .emulator import Emulator, header
+    from .micropython import run_micropython
+    image = read_file(a.image, "image")
+    h = header(image)
+    emu = Emulator(image, key)            # verifies the image and key on the host first; gives shapes
+    try:
+        n = emu.rt.input_size()
+        if x.size % n or x.size == 0:
+            raise HostError("input %s has shape %s; the model takes %d elements per inference" % (a.input, x.shape, n))
+        if x.dtype != np.int8 and x.dtype.kind != "f":
+            raise HostError("input dtype %s; the model takes int8 (or float32 to be quantized)" % x.dtype)
+        xs = [emu.quantize_input(r) if r.dtype != np.int8 else r for r in x.reshape((x.size // n, n))]
+    finally:
+        emu.close()
+    outs, rep = run_micropython(image, key, [r.tobytes() for r in xs], card=a.sd, heap=a.heap)
+    ys = [np.frombuffer(o, dtype=np.int8) for o in outs]
+    if h["out_float"]:
+        ys = [(float(h["out_scale"]) * (y.astype(np.float64) - h["out_zp"])).astype(np.float32) for y in ys]
+    y = np.stack(ys) if len(ys) > 1 else ys[0]
+    totals = {}
+    for c in rep["counters"]:
+        for k, v in c.items():
+            totals[k] = totals.get(k, 0) + v
+    _report_run(a, y, len(ys), rep["peak_sram"], rep["sram_budget"], totals,
+                dict(heap_size=a.heap, heap_after_collect=rep["heap_after_collect"][-1]))
+
+
+def cmd_bundle(a):
+    from .micropython import bundle
+    d = bundle(a.arch, a.output)
+    print("wrote %s (device runtime as %s .mpy files): copy the folder to the board's filesystem" % (d, a.arch))
 
 
 def cmd_verify(a):
@@ -208,9 +251,20 @@ def args_run(p):
     p.add_argument("--output", metavar="OUT.npy", help="write the output array here (atomically)")
     p.add_argument("--sd", metavar="CARD.img",
                    help="emulated SD card file (created from the image if missing; default: a temporary card)")
+    p.add_argument("--runtime", choices=("emulator", "micropython"), default="emulator",
+                   help="emulator: the device runtime in this process with the C kernels (default); micropython: "
+                   "the real MicroPython interpreter (unix port) with the viper kernels")
+    p.add_argument("--heap", type=parse_size, default=256 * 1024, metavar="SIZE",
+                   help="MicroPython heap for --runtime micropython, like a board's (default 256K)")
     _key(p)
     _kernels(p)
     _json(p)
+
+
+def args_bundle(p):
+    from .micropython import ARCHS
+    p.add_argument("--arch", required=True, choices=ARCHS, help="mpy-cross target (x64 is what the tests run)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write tileswap_device/ into")
 
 
 def args_verify(p):
@@ -230,6 +284,7 @@ COMMANDS = {
     "plan": (cmd_plan, args_plan, "show an image's plan: tiles, SRAM, bytes moved per op"),
     "run": (cmd_run, args_run, "run inferences on the emulated device (file-backed SD card)"),
     "verify": (cmd_verify, args_verify, "compare every intermediate tensor with TFLite's reference kernels"),
+    "bundle": (cmd_bundle, args_bundle, "compile the device runtime to .mpy files for a MicroPython board"),
 }
 
 

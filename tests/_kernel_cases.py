@@ -230,3 +230,41 @@ def softmax_model(shape, scale):
     keras, L, _ = _keras()
     x = keras.Input(shape, batch_size=1, name="in0")
     return keras.Model(x, L.Softmax()(x)), [((1,) + shape, scale, 0.0)], {}
+
+
+def fc_designed_model(n, units, per_channel):
+    """Dense whose int8 weights are known integers (column max 127, one weight 1 per column), so an input
+    row can be solved for to give any accumulator value."""
+    keras, L, bias = _keras()
+    rng = np.random.default_rng(11)
+    ints = rng.integers(-127, 128, (n, units))
+    ints[0], ints[1] = 127, 1
+    steps = rng.uniform(0.002, 0.02, units) if per_channel else np.full(units, 0.004)
+    x = keras.Input((1, n), batch_size=1, name="in0")
+    layer = L.Dense(units, bias_initializer=bias)
+    y = layer(x)
+    layer.set_weights([(ints * steps).astype(np.float32), layer.get_weights()[1]])
+    return keras.Model(x, y), [((1, 1, n), 1.0, 0.0)], {"per_channel_dense": per_channel}
+
+
+def mbqm_np(x, mult, shift):
+    """MultiplyByQuantizedMultiplier over an int64 numpy array (|x| < 2**31 after the left shift)."""
+    x = np.asarray(x, dtype=np.int64) << max(shift, 0)
+    v = x * mult
+    v = v + np.where(v >= 0, 1 << 30, 1 - (1 << 30))
+    q = np.where(v >= 0, v >> 31, -((-v) >> 31))
+    mask = (1 << max(-shift, 0)) - 1
+    return (q >> max(-shift, 0)) + ((q & mask) > (mask >> 1) + (q < 0))
+
+
+def solve_row(w, bias, target, zp):
+    """An int8 row x with bias + sum w * (x - zp) == target, using the weight of magnitude 1 last."""
+    lo, hi = -128 - zp, 127 - zp
+    u, rest = np.zeros(len(w), np.int64), int(target) - int(bias)
+    one = int(np.flatnonzero(np.abs(w) == 1)[0])
+    for i in sorted(range(len(w)), key=lambda i: -abs(int(w[i]))):
+        if i != one and w[i]:
+            u[i] = min(hi, max(lo, int(rest / int(w[i]))))
+            rest -= int(w[i]) * int(u[i])
+    u[one] = rest * int(w[one])
+    return (u + zp).astype(np.int8) if lo <= u[one] <= hi else None

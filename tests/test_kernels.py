@@ -11,8 +11,8 @@ import pytest
 from tileswap.host import kernels_ref, native
 from tileswap.tiler import quant
 
-from _kernel_cases import (PAD, add_model, assert_same, band_rows, conv_model, dwconv_model, fc_model, in_band,
-                           mean_model, model, op_named, pool_model, random_inputs, softmax_concat_model,
+from _kernel_cases import (PAD, add_model, assert_same, band_rows, conv_model, dwconv_model, fc_designed_model,
+                           fc_model, in_band, mbqm_np, mean_model, model, solve_row, op_named, pool_model, random_inputs, softmax_concat_model,
                            softmax_model, with_guard)
 
 IMPLS = {"c": native.Kernels(), "ref": kernels_ref.Kernels()}
@@ -142,10 +142,13 @@ def test_tiling_invariance(impl, builder, case, name, group):
 
 @impls
 def test_conv_saturates(impl):
-    """Inputs far outside the calibrated range drive the output to both int8 limits."""
+    """Inputs far outside the calibrated range drive the output to both int8 limits, or to RELU6's bounds
+    (6.0 quantized by TFLite's float32 rule)."""
     op = check_op(conv_model, CONV_CASES[2], "CONV_2D", IMPLS[impl], run_spatial, full_range=True)
-    out = op.outputs[0].data
-    assert out.min() == -128 and out.max() == 127
+    assert op.outputs[0].data.min() == -128 and op.outputs[0].data.max() == 127
+    op = check_op(conv_model, CONV_CASES[3], "CONV_2D", IMPLS[impl], run_spatial, full_range=True)
+    y = op.outputs[0]
+    assert op.fused == "RELU6" and (y.data.min(), y.data.max()) == quant.activation_range("RELU6", y.scale, y.zp)
 
 
 def run_fc(kern, op, group=None):
@@ -168,7 +171,7 @@ def run_fc(kern, op, group=None):
 @pytest.mark.parametrize("case,group", [(((13,), 7, "relu"), None), (((3, 9), 5, None), 2),
                                         (((16,), 6, None, False), 4)], ids=str)
 def test_fc(impl, case, group):
-    check_op(fc_model, case, "FULLY_CONNECTED", IMPLS[impl], run_fc, group=group)
+    check_op(fc_model, case, "FULLY_CONNECTED", IMPLS[impl], run_fc, group=group, seeds=range(4))
 
 
 def run_add(kern, op, pieces=2):
@@ -198,10 +201,11 @@ def run_requant(kern, op):
 
 
 @impls
-@pytest.mark.parametrize("case", [(32, 4, 3.0), (32, 4, 0.05)], ids=str)
+@pytest.mark.parametrize("case", [(32, 4, 3.0), (32, 4, 0.05), (64, 4, 0.005, 0.1)], ids=str)
 def test_quantize(impl, case):
-    """QUANTIZE int8 -> int8 in front of a CONCATENATION: a down-scaling and an up-scaling one."""
-    check_op(softmax_concat_model, case, "QUANTIZE", IMPLS[impl], run_requant, seeds=range(6))
+    """QUANTIZE int8 -> int8 in front of a CONCATENATION: scaling down (shift < 0, ~1) and up (shift > 0)."""
+    check_op(softmax_concat_model, case, "QUANTIZE", IMPLS[impl], run_requant, seeds=range(4))
+    check_op(softmax_concat_model, case, "QUANTIZE", IMPLS[impl], run_requant, seeds=(5,), full_range=True)
 
 
 def run_mean(kern, op, band=2):
@@ -239,3 +243,92 @@ def run_softmax(kern, op):
 def test_softmax(impl, case):
     check_op(softmax_model, case, "SOFTMAX", IMPLS[impl], run_softmax, seeds=range(5))
     check_op(softmax_model, case, "SOFTMAX", IMPLS[impl], run_softmax, seeds=(7,), full_range=True)
+
+
+# Where a plausible other reading of TFLite's source gives different bytes, TFLite must side with ours.
+# Candidates are screened with the C kernels (fast); the disagreeing ones are then run through TFLite.
+
+def _pick(candidates, disagree, k):
+    """k candidates, the disagreeing ones first; fails if there are none (the test would have no teeth)."""
+    idx = np.flatnonzero(disagree)
+    assert idx.size, "no candidate separates the two readings; enlarge the search"
+    rest = np.flatnonzero(~disagree)[:max(0, k - idx.size)]
+    return candidates[np.concatenate([idx[:k], rest])]
+
+
+def test_softmax_is_fixed_point_not_float_table():
+    """BUILTIN_REF int8 SOFTMAX is gemmlowp fixed point, not the float exp table of the optimized kernel."""
+    m = model(softmax_model, (48, 10), 3.0)
+    x = op_named(m.run(random_inputs(m, 0)), "SOFTMAX").inputs[0]
+    rng = np.random.default_rng(5)
+    cand = np.clip(np.rint(x.zp + 40 * rng.standard_normal((20000, 10))), -128, 127).astype(np.int8)
+    p = quant.softmax_params(n=10, in_scale=x.scale)
+    ours = bytearray(cand.size)
+    IMPLS["c"].softmax_s8(p, ours, 0, cand.tobytes(), 0, len(cand))
+    ours = np.frombuffer(ours, np.int8).reshape(cand.shape)
+    table = np.exp(np.float32(-x.scale) * np.arange(256, dtype=np.float32)).astype(np.float32)
+    e = table[cand.max(axis=1, keepdims=True).astype(int) - cand]
+    total = np.zeros(len(cand), np.float32)
+    for j in range(10):
+        total = total + e[:, j]
+    alt = np.clip(np.rint(e * (np.float32(1) / (total * np.float32(1 / 256)))[:, None]) - 128, -128, 127)
+    rows = _pick(cand, (alt != ours).any(axis=1), 48)
+    op = op_named(m.run([rows]), "SOFTMAX")
+    assert_same(run_softmax(IMPLS["c"], op), op.outputs[0].data, "softmax on separating rows")
+    assert_same(run_softmax(IMPLS["ref"], op), op.outputs[0].data, "softmax (ref) on separating rows")
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_fc_multiplier_precision(per_channel):
+    """FULLY_CONNECTED per-tensor: in_scale * filter_scale in float32 (GetQuantizedConvolutionMultipler);
+    per-channel: in double, like CONV_2D. The two differ by a few units of the 31-bit multiplier, which
+    changes the output only for rare accumulators: find them per channel and solve for input rows."""
+    m = model(fc_designed_model, 24, 8, per_channel)
+    op = op_named(m.run(random_inputs(m, 0)), "FULLY_CONNECTED")
+    x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    ours = quant.fc_requant(x.scale, w.scales, y.scale, out_c=8)
+    if per_channel:
+        alt = zip(*[quant.quantize_multiplier(float(np.float32(x.scale) * s) / y.scale) for s in w.scales])
+    else:
+        alt = zip(*[quant.quantize_multiplier(x.scale * float(w.scales[0]) / y.scale)] * 8)
+    alt = [np.array(a) for a in alt]
+    assert (ours[0] != alt[0]).any()
+    bias = op.inputs[2].data
+    acc = np.arange(-(1 << 18), 1 << 18)
+    rows = []
+    for c in range(8):
+        a, b = (np.clip(mbqm_np(acc, int(mm[c]), int(ss[c])) + y.zp, -128, 127) for mm, ss in (ours, alt))
+        for t in acc[a != b][:3]:
+            r = solve_row(w.data[c], bias[c], t, x.zp)
+            if r is not None:
+                rows.append(r)
+    assert rows, "no accumulator separates the two readings"
+    for r in rows:
+        op = op_named(m.run([r]), "FULLY_CONNECTED")
+        assert_same(run_fc(IMPLS["c"], op), op.outputs[0].data, "fc on a separating row")
+
+
+def test_mean_folds_count_into_multiplier():
+    """int8 MEAN folds 1/count into the integer multiplier (QuantizedMeanOrSum), rather than requantizing
+    the sum and then dividing with rounding (reference_integer_ops::Mean)."""
+    m = model(mean_model, 5, 3, 64, False)
+    x0 = op_named(m.run(random_inputs(m, 0)), "MEAN")
+    x, y = x0.inputs[0], x0.outputs[0]
+    rng = np.random.default_rng(4)
+    cand = np.clip(np.rint(x.zp + 40 * rng.standard_normal((400, 5, 3, 64))), -128, 127).astype(np.int8)
+    sums = cand.astype(np.int64).sum(axis=(1, 2)) - 15 * x.zp           # (400, 64)
+    p = quant.mean_params(c=64, count=15, in_scale=x.scale, in_zp=x.zp, out_scale=y.scale, out_zp=y.zp)
+    mult, shift = quant.quantize_multiplier(x.scale / y.scale)
+    ours, alt = np.empty(sums.shape, int), np.empty(sums.shape, int)
+    for (i, c), s in np.ndenumerate(sums):
+        ours[i, c] = min(127, max(-128, kernels_ref.mbqm(int(s), p[4], p[5]) + y.zp))
+        v = kernels_ref.mbqm(int(s), mult, shift)
+        v = (v + 7) // 15 if v > 0 else -((-v + 7) // 15)
+        alt[i, c] = min(127, max(-128, v + y.zp))
+    differ = ours != alt
+    assert differ.any(), "no candidate separates the two readings"
+    pick = np.where(differ.any(axis=0), differ.argmax(axis=0), 0)       # per channel, a separating candidate
+    inp = cand[pick, :, :, np.arange(64)].transpose(1, 2, 0)[None]
+    op = op_named(m.run([inp]), "MEAN")
+    assert_same(run_mean(IMPLS["c"], op), op.outputs[0].data, "mean on separating channels")
+    assert (np.asarray(op.outputs[0].data).reshape(-1) != alt[pick, np.arange(64)]).any()

@@ -288,7 +288,21 @@ COMMANDS = {
 }
 
 
-def build_parser():
+# Commands of other layers live in their own modules, each with a COMMANDS table of the same shape.
+EXTRA = ("cmd_hil", "cmd_cost", "cmd_bench", "cmd_zoo", "cmd_faults")
+
+
+def _all_commands():
+    import importlib
+    import importlib.util
+    table = dict(COMMANDS)
+    for name in EXTRA:
+        if importlib.util.find_spec("." + name, __package__) is not None:
+            table.update(importlib.import_module("." + name, __package__).COMMANDS)
+    return table
+
+
+def build_parser(table=None):
     p = argparse.ArgumentParser(
         prog=PROG, description="Out-of-core int8 inference for microcontrollers: tiles of weights and feature "
         "maps swapped between SRAM and an SD card, bit-exact with TensorFlow Lite.",
@@ -296,15 +310,16 @@ def build_parser():
         "tileswap verify model.tflite model.tsi --key key")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, (_, build, help_) in COMMANDS.items():
+    for name, (_, build, help_) in (table or _all_commands()).items():
         build(sub.add_parser(name, help=help_, description=help_))
     return p
 
 
 def main(argv=None):
-    a = build_parser().parse_args(argv)
+    table = _all_commands()
+    a = build_parser(table).parse_args(argv)
     try:
-        return COMMANDS[a.command][0](a) or 0
+        return table[a.command][0](a) or 0
     except (HostError, TilerError, DeviceError) as e:
         sys.stderr.write("%s: %s\n" % (PROG, e))
         return getattr(e, "exit_code", 1)

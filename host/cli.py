@@ -85,6 +85,12 @@ def cmd_plan(a):
     from .inspect import plan_info
     from .keys import load_key
     info = plan_info(read_file(a.image, "image"), load_key(a.key, required=False))
+    if a.board or a.plot:
+        from . import cost
+        if a.board:
+            info = cost.extend_plan(info, a.board)
+        if a.plot:
+            cost.plot(info, a.plot)
     if a.json:
         print(json.dumps(info))
         return
@@ -240,6 +246,9 @@ def args_compile(p):
 
 def args_plan(p):
     p.add_argument("image", metavar="IMAGE.tsi")
+    p.add_argument("--board", metavar="NAME", help="add modelled latency, energy and card lifetime for a board profile "
+                   "(see docs/cost.md for the list)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the per-layer chart (SRAM, bytes moved, modelled time)")
     _key(p)
     _json(p)
 

@@ -15,15 +15,13 @@ import binascii
 from . import ImageError, IntegrityError, DeviceError
 from . import crypto as C
 from . import format as F
-from . import opdefs as D
 from .arena import Arena, INPUT_ROW, STAGING, WEIGHTS
 from .counters import Counters
 from .image import Image
 from .schedule import cover, in_rows
 from .storage import Card
 
-_SPATIAL = (D.OP_CONV, D.OP_DWCONV, D.OP_MAXPOOL, D.OP_AVGPOOL)
-_NB = F.NO_BUF
+_REREADS = 3        # reads of data that failed its CRC or tag before it counts as bad, not transient
 
 
 def _urandom(n):
@@ -60,22 +58,27 @@ class Runtime:
         return self.img.h["spill_block"] + t[7] + r * t[8]
 
     def _read_row(self, base, r, dst, off):
-        """Row r of a card-resident tensor into dst[off:], verified and decrypted."""
+        """Row r of a card-resident tensor into dst[off:], verified and decrypted. A failed tag is
+        re-read (a bit flipped on the bus is transient) before it is reported."""
         t = self.T[base]
         rb = t[4] * t[5]
         blk = self._row_block(base, r)
         nfull = rb // F.BLOCK
         tail = rb - nfull * F.BLOCK
-        if nfull:
-            self.card.read(blk, dst[off:off + nfull * F.BLOCK])
         st = self.mv
         nt = (tail + F.TAG_LEN + F.BLOCK - 1) // F.BLOCK
-        self.card.read(blk + nfull, st[0:nt * F.BLOCK])
-        dst[off + nfull * F.BLOCK:off + rb] = st[0:tail]
-        data = dst[off:off + rb]
-        if not C.eq(C.spill_tag(self.img.k_mac, base, self.n, r, data), bytes(st[tail:tail + F.TAG_LEN])):
-            raise IntegrityError("tensor %d row %d on the card failed its MAC (card error, tampering, or a "
-                                 "stale spill from another inference)" % (base, r))
+        for _ in range(_REREADS):
+            if nfull:
+                self.card.read(blk, dst[off:off + nfull * F.BLOCK])
+            self.card.read(blk + nfull, st[0:nt * F.BLOCK])
+            dst[off + nfull * F.BLOCK:off + rb] = st[0:tail]
+            data = dst[off:off + rb]
+            if C.eq(C.spill_tag(self.img.k_mac, base, self.n, r, data), bytes(st[tail:tail + F.TAG_LEN])):
+                break
+            self.card.retries += 1
+        else:
+            raise IntegrityError("tensor %d row %d (card blocks %d..%d) failed its MAC %d times: card error, "
+                                 "tampering, or a stale spill" % (base, r, blk, blk + nfull + nt - 1, _REREADS))
         self.ctr(self.k_spill, C.spill_iv(base, self.n, r), data, rb)
         self.stats["bytes_read"] += rb + F.TAG_LEN
 
@@ -101,6 +104,7 @@ class Runtime:
         self.stats["bytes_written"] += rb + F.TAG_LEN
 
     def _load_tile(self, i, off, op_index):
+        """Tile i into the arena at off: read, CRC (re-read on mismatch: transient), MAC, decrypt."""
         img = self.img
         toff, n, crc, tag = img.tile_record(i, self._blk)
         mv = self.mv
@@ -108,16 +112,22 @@ class Runtime:
         blk = img.h["payload_block"] + toff // F.BLOCK
         nfull = n // F.BLOCK
         tail = n - nfull * F.BLOCK
-        if nfull:
-            self.card.read(blk, mv[off:off + nfull * F.BLOCK])
-        if tail:
-            self.card.read(blk + nfull, mv[0:F.BLOCK])
-            mv[off + nfull * F.BLOCK:off + n] = mv[0:tail]
-        data = mv[off:off + n]
-        if binascii.crc32(data) & 0xFFFFFFFF != crc:
-            raise IntegrityError("tile %d (op #%d) failed its CRC32: card read error or modified image" % (i, op_index))
+        for _ in range(_REREADS):
+            if nfull:
+                self.card.read(blk, mv[off:off + nfull * F.BLOCK])
+            if tail:
+                self.card.read(blk + nfull, mv[0:F.BLOCK])
+                mv[off + nfull * F.BLOCK:off + n] = mv[0:tail]
+            data = mv[off:off + n]
+            if binascii.crc32(data) & 0xFFFFFFFF == crc:
+                break
+            self.card.retries += 1
+        else:
+            raise IntegrityError("tile %d (op #%d, card blocks %d..%d) failed its CRC32 %d times: the card returns "
+                                 "bad data there or the image was modified" % (i, op_index, blk, blk + F.blocks_for(n) - 1, _REREADS))
         if not C.eq(C.tile_tag(img.k_mac, i, data), tag):
-            raise IntegrityError("tile %d (op #%d) failed its MAC: modified, moved or from another image" % (i, op_index))
+            raise IntegrityError("tile %d (op #%d, card blocks %d..%d) failed its MAC: modified, moved or from "
+                                 "another image" % (i, op_index, blk, blk + F.blocks_for(n) - 1))
         self.ctr(img.k_enc, C.tile_iv(i), data, n)
         self.stats["bytes_read"] += n + F.TILE_SIZE
         return data

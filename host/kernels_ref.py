@@ -43,6 +43,13 @@ def mbqm(x, mult, shift):
     return rdbpot(srdhm(wrap32(x << left), mult), right)
 
 
+def mbqm_single(x, mult, shift):
+    """TFLite's 64-bit MultiplyByQuantizedMultiplier, which FULLY_CONNECTED uses: one rounding,
+    floor((x * mult + 2**(30 - shift)) / 2**(31 - shift)) (ties toward +infinity)."""
+    total = 31 - shift
+    return (x * mult + (1 << (total - 1))) >> total
+
+
 def _sat_lshift(x, e):
     """gemmlowp SaturatingRoundingMultiplyByPOT<e> for e > 0: x * 2**e saturated to int32."""
     threshold = (1 << (31 - e)) - 1
@@ -204,7 +211,7 @@ class Kernels:
         for r in range(rows):
             acc = filt @ x[r] + np.array(bias, dtype=np.int64)
             for k in range(g):
-                v = mbqm(int(acc[k]), mult[k], shift[k]) + p[d.PF_OUT_ZP]
+                v = mbqm_single(int(acc[k]), mult[k], shift[k]) + p[d.PF_OUT_ZP]
                 o[out_off + r * out_c + k] = _clamp(v, p[d.PF_ACT_MIN], p[d.PF_ACT_MAX])
 
     def add_s8(self, p, out, out_off, a, a_off, b, b_off, n):

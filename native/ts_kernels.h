@@ -124,12 +124,21 @@ static inline int32_t ts_rdbpot(int32_t x, int32_t e)
  * Returns x * mult * 2**(shift - 31): x shifted left by max(shift, 0) (wrapping like TFLite's int32
  * multiply), SRDHM by mult (in [0, 2**31)), then a rounding right shift by max(-shift, 0).
  * shift in [-31, 31]; the same function is MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0)
- * and ...GreaterThanOne (shift >= 0). */
+ * and ...GreaterThanOne (shift >= 0). Used by every op except FULLY_CONNECTED (see ts_mbqm_single). */
 static inline int32_t ts_mbqm(int32_t x, int32_t mult, int32_t shift)
 {
     int32_t ls = shift > 0 ? shift : 0;
     int32_t rs = shift > 0 ? 0 : -shift;
     return ts_rdbpot(ts_srdhm((int32_t)((uint32_t)x << ls), mult), rs);
+}
+
+/* TFLite's 64-bit MultiplyByQuantizedMultiplier, used by FULLY_CONNECTED (BUILTIN_REF, TF 2.21, per-tensor
+ * and per-channel alike; verified against the interpreter): ONE rounding,
+ * (x * mult + 2**(30 - shift)) >> (31 - shift), i.e. ties toward +infinity. shift in [-31, 30]. */
+static inline int32_t ts_mbqm_single(int32_t x, int32_t mult, int32_t shift)
+{
+    int64_t total = 31 - shift;
+    return (int32_t)(((int64_t)x * (int64_t)mult + ((int64_t)1 << (total - 1))) >> total);
 }
 
 /* CONV_2D, one tile (band convention above).
@@ -155,7 +164,8 @@ ts_status ts_maxpool_s8(const int32_t *p, int32_t y0, int32_t oh, int32_t c0, in
 ts_status ts_avgpool_s8(const int32_t *p, int32_t y0, int32_t oh, int32_t c0, int32_t g,
                         int32_t in_h, const int8_t *in, int8_t *out);
 
-/* FULLY_CONNECTED: `rows` input vectors of n = p[TS_PF_N] int8 (contiguous), g output features.
+/* FULLY_CONNECTED: `rows` input vectors of n = p[TS_PF_N] int8 (contiguous), g output features;
+ * requantized with ts_mbqm_single, not ts_mbqm.
  *   wts in  filter int8 [g][n] + bias/mult/shift [g] (filter zero point 0)
  *   out out row r, feature k at out[r*out_c + k] */
 ts_status ts_fc_s8(const int32_t *p, int32_t rows, int32_t g, const int8_t *in, const int8_t *wts,

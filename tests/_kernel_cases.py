@@ -232,23 +232,69 @@ def softmax_model(shape, scale):
     return keras.Model(x, L.Softmax()(x)), [((1,) + shape, scale, 0.0)], {}
 
 
-def fc_designed_model(n, units, per_channel):
-    """Dense whose int8 weights are known integers (column max 127, one weight 1 per column), so an input
-    row can be solved for to give any accumulator value."""
+def designed_model(kind, n, units, seed, per_channel=True):
+    """One FULLY_CONNECTED ("fc", n inputs), 1x1 CONV_2D ("conv", n input channels) or 3x3 'valid'
+    DEPTHWISE_CONV_2D ("dw", one output pixel, 9 taps) whose int8 weights are known integers (each
+    channel's max 127, one weight 1), so input rows can be solved for to give chosen accumulators."""
     keras, L, bias = _keras()
-    rng = np.random.default_rng(11)
-    ints = rng.integers(-127, 128, (n, units))
+    rng = np.random.default_rng(seed)
+    steps = rng.uniform(0.002, 0.02, units) if per_channel else np.full(units, rng.uniform(0.002, 0.02))
+    taps = 9 if kind == "dw" else n
+    ints = rng.integers(-127, 128, (taps, units))
     ints[0], ints[1] = 127, 1
-    steps = rng.uniform(0.002, 0.02, units) if per_channel else np.full(units, 0.004)
-    x = keras.Input((1, n), batch_size=1, name="in0")
-    layer = L.Dense(units, bias_initializer=bias)
+    kernel = ints * steps
+    if kind == "fc":
+        x, layer, shape = keras.Input((1, n), batch_size=1, name="in0"), L.Dense(units, bias_initializer=bias), (n, units)
+    elif kind == "conv":
+        x, shape = keras.Input((1, 1, n), batch_size=1, name="in0"), (1, 1, n, units)
+        layer = L.Conv2D(units, 1, bias_initializer=bias)
+    else:
+        x, shape = keras.Input((3, 3, units), batch_size=1, name="in0"), (3, 3, units, 1)
+        layer = L.DepthwiseConv2D(3, bias_initializer=bias)
     y = layer(x)
-    layer.set_weights([(ints * steps).astype(np.float32), layer.get_weights()[1]])
-    return keras.Model(x, y), [((1, 1, n), 1.0, 0.0)], {"per_channel_dense": per_channel}
+    layer.set_weights([kernel.reshape(shape).astype(np.float32), layer.get_weights()[1]])
+    return keras.Model(x, y), [((1,) + tuple(x.shape[1:]), rng.uniform(0.5, 3.0), 0.0)], \
+        {"per_channel_dense": per_channel}
+
+
+def isolate(tflite, name):
+    """A copy of a converted model reduced to its one `name` operator, whose non-constant inputs become the
+    model's inputs: lets a test feed any int8 values straight into that op (and resize them)."""
+    import flatbuffers
+    fb = schema.ModelT.InitFromPackedBuf(tflite, 0)
+    sg = fb.subgraphs[0]
+    code = {i: _OP_NAMES[max(c.builtinCode, c.deprecatedBuiltinCode)] for i, c in enumerate(fb.operatorCodes)}
+    (op,) = [o for o in sg.operators if code[o.opcodeIndex] == name]
+    const = {i for i, t in enumerate(sg.tensors) if fb.buffers[t.buffer].data is not None}
+    sg.operators, sg.outputs = [op], list(op.outputs)
+    sg.inputs = [i for i in op.inputs if i >= 0 and i not in const]
+    b = flatbuffers.Builder(1024)
+    b.Finish(fb.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def run_isolated(tflite, inputs):
+    """Run an `isolate`d model on int8 arrays of any shape; returns (output, input details, output detail)."""
+    it = tf.lite.Interpreter(model_content=tflite,
+                             experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+    dets = it.get_input_details()
+    for d, x in zip(dets, inputs):
+        it.resize_tensor_input(d["index"], x.shape)
+    it.allocate_tensors()
+    for d, x in zip(dets, inputs):
+        it.set_tensor(d["index"], x)
+    it.invoke()
+    out = it.get_output_details()[0]
+    return it.get_tensor(out["index"]), it.get_input_details(), out
+
+
+def mbqm_single_np(x, mult, shift):
+    """The single-rounding 64-bit MultiplyByQuantizedMultiplier over an int64 numpy array."""
+    return (np.asarray(x, dtype=np.int64) * mult + (1 << (30 - shift))) >> (31 - shift)
 
 
 def mbqm_np(x, mult, shift):
-    """MultiplyByQuantizedMultiplier over an int64 numpy array (|x| < 2**31 after the left shift)."""
+    """MultiplyByQuantizedMultiplier (double rounding) over an int64 numpy array (|x << shift| < 2**31)."""
     x = np.asarray(x, dtype=np.int64) << max(shift, 0)
     v = x * mult
     v = v + np.where(v >= 0, 1 << 30, 1 - (1 << 30))

@@ -113,17 +113,18 @@ def per_channel_requant(in_scale, filter_scales, out_scale):
 
 
 def fc_requant(in_scale, filter_scales, out_scale, *, out_c):
-    """(mult, shift) int32 arrays of length out_c for FULLY_CONNECTED.
+    """(mult, shift) int32 arrays of length out_c for FULLY_CONNECTED, per-tensor or per-channel weights.
 
-    Per-channel weights use the double formula of `per_channel_requant`. Per-tensor weights go through
-    GetQuantizedConvolutionMultipler, which multiplies the two scales in float32 before widening."""
+    Verified against TF 2.21's interpreter: the multiplier is double(in) * double(filter[c]) / double(out)
+    as for convolutions (not the float32 product of GetQuantizedConvolutionMultipler), and the kernel
+    requantizes with single rounding (ts_mbqm_single), so shifts must be <= 30."""
     fs = np.atleast_1d(np.asarray(filter_scales, dtype=np.float32))
-    if fs.size > 1:
-        if fs.size != out_c:
-            raise ValueError(f"{fs.size} filter scales for {out_c} output features")
-        return per_channel_requant(in_scale, fs, out_scale)
-    m, s = quantize_multiplier(float(_F32(in_scale) * fs[0]) / float(out_scale))
-    return np.full(out_c, m, dtype=np.int32), np.full(out_c, s, dtype=np.int32)
+    if fs.size not in (1, out_c):
+        raise ValueError(f"{fs.size} filter scales for {out_c} output features")
+    mult, shift = per_channel_requant(in_scale, fs, out_scale)
+    if (shift > 30).any():
+        raise ValueError("FULLY_CONNECTED multiplier too large (shift > 30)")
+    return np.resize(mult, out_c), np.resize(shift, out_c)
 
 
 def pack_weights_payload(filter_int8, bias_int32, mult, shift):

@@ -11,8 +11,9 @@ import pytest
 from tileswap.host import kernels_ref, native
 from tileswap.tiler import quant
 
-from _kernel_cases import (PAD, add_model, assert_same, band_rows, conv_model, dwconv_model, fc_designed_model,
-                           fc_model, in_band, mbqm_np, mean_model, model, solve_row, op_named, pool_model, random_inputs, softmax_concat_model,
+from _kernel_cases import (PAD, add_model, assert_same, band_rows, conv_model, designed_model, dwconv_model,
+                           fc_model, in_band, isolate, mbqm_np, mbqm_single_np, mean_model, model, run_isolated,
+                           solve_row, op_named, pool_model, random_inputs, softmax_concat_model,
                            softmax_model, with_guard)
 
 IMPLS = {"c": native.Kernels(), "ref": kernels_ref.Kernels()}
@@ -245,90 +246,137 @@ def test_softmax(impl, case):
     check_op(softmax_model, case, "SOFTMAX", IMPLS[impl], run_softmax, seeds=(7,), full_range=True)
 
 
-# Where a plausible other reading of TFLite's source gives different bytes, TFLite must side with ours.
-# Candidates are screened with the C kernels (fast); the disagreeing ones are then run through TFLite.
+# The op alone (see `isolate`), fed inputs chosen to cover every case or to separate TFLite's arithmetic from
+# plausible other readings of its source; each such reading must be contradicted at least once.
 
-def _pick(candidates, disagree, k):
-    """k candidates, the disagreeing ones first; fails if there are none (the test would have no teeth)."""
-    idx = np.flatnonzero(disagree)
-    assert idx.size, "no candidate separates the two readings; enlarge the search"
-    rest = np.flatnonzero(~disagree)[:max(0, k - idx.size)]
-    return candidates[np.concatenate([idx[:k], rest])]
+@impls
+@pytest.mark.parametrize("case", [(32, 4, 3.0), (32, 4, 0.05), (64, 4, 0.005, 0.1)], ids=str)
+def test_quantize_all_inputs(impl, case):
+    x = np.arange(-128, 128, dtype=np.int8).reshape(1, 256)
+    want, (ind,), outd = run_isolated(isolate(model(softmax_concat_model, *case).tflite, "QUANTIZE"), [x])
+    (si, zi), (so, zo) = ind["quantization"], outd["quantization"]
+    p = quant.requant_params(in_scale=si, in_zp=zi, out_scale=so, out_zp=zo)
+    out = bytearray(256)
+    IMPLS[impl].requant_s8(p, out, 0, x.tobytes(), 0, 256)
+    assert_same(out, want, f"QUANTIZE {case}, every int8 input")
 
 
-def test_softmax_is_fixed_point_not_float_table():
-    """BUILTIN_REF int8 SOFTMAX is gemmlowp fixed point, not the float exp table of the optimized kernel."""
-    m = model(softmax_model, (48, 10), 3.0)
-    x = op_named(m.run(random_inputs(m, 0)), "SOFTMAX").inputs[0]
+@impls
+@pytest.mark.parametrize("case", [(24, 1.0, 5.0, True), (17, 3.0, 0.2, False)], ids=str)
+def test_add_all_input_pairs(impl, case):
+    m = model(add_model, *case)
+    fused = op_named(m.run(random_inputs(m, 0)), "ADD").fused
+    a = np.repeat(np.arange(-128, 128), 256).astype(np.int8)[None]
+    b = np.tile(np.arange(-128, 128), 256).astype(np.int8)[None]
+    want, (da, db), do = run_isolated(isolate(m.tflite, "ADD"), [a, b])
+    p = quant.add_params(in1_scale=da["quantization"][0], in1_zp=da["quantization"][1],
+                         in2_scale=db["quantization"][0], in2_zp=db["quantization"][1],
+                         out_scale=do["quantization"][0], out_zp=do["quantization"][1], fused=fused)
+    out = bytearray(a.size)
+    IMPLS[impl].add_s8(p, out, 0, a.tobytes(), 0, b.tobytes(), 0, a.size)
+    assert_same(out, want, f"ADD {case}, every pair of int8 inputs")
+
+
+@impls
+@pytest.mark.parametrize("case", [(5, 6, 7, False), (7, 7, 3, True), (4, 4, 5, False, True), (12, 11, 3, False)],
+                         ids=str)
+def test_mean_all_sums(impl, case):
+    """One channel per possible sum of the H*W window: every accumulator MEAN can see. Requantizing with a
+    single rounding instead of TFLite's double rounding must be caught."""
+    h, w = case[0], case[1]
+    n = h * w
+    sums = np.arange(-128 * n, 127 * n + 1)
+    cols = np.floor_divide(sums, n) + (np.arange(n)[:, None] < sums - np.floor_divide(sums, n) * n)
+    x = cols.T.reshape(-1, h, w).transpose(1, 2, 0)[None].astype(np.int8)      # (1, h, w, channels)
+    want, (ind,), outd = run_isolated(isolate(model(mean_model, *case).tflite, "MEAN"), [x])
+    (si, zi), (so, zo) = ind["quantization"], outd["quantization"]
+    p = quant.mean_params(c=sums.size, count=n, in_scale=si, in_zp=zi, out_scale=so, out_zp=zo)
+    acc, out = bytearray(4 * sums.size), bytearray(sums.size)
+    IMPLS[impl].mean_acc_s8(acc, x.tobytes(), 0, n, sums.size)
+    IMPLS[impl].mean_out_s8(p, out, 0, acc)
+    assert_same(out, want, f"MEAN {case}, every window sum")
+    single = np.clip(mbqm_single_np(sums - zi * n, p[4], p[5]) + zo, -128, 127)
+    assert (single != want.reshape(-1)).any() or case[:2] == (4, 4)
+
+
+@pytest.mark.parametrize("case", [((10,), 3.0), ((5,), 20.0), ((64,), 0.3)], ids=str)
+def test_softmax_many_rows(case):
+    """20000 rows through TFLite at once (C kernel on all, numpy reference on 400). The optimized kernel's
+    float exp table would differ on a few of them: TFLite's reference path is gemmlowp fixed point."""
+    (n,), scale = case
+    m = model(softmax_model, *case)
+    zp = m.input_details()[0]["quantization"][1]
     rng = np.random.default_rng(5)
-    cand = np.clip(np.rint(x.zp + 40 * rng.standard_normal((20000, 10))), -128, 127).astype(np.int8)
-    p = quant.softmax_params(n=10, in_scale=x.scale)
-    ours = bytearray(cand.size)
-    IMPLS["c"].softmax_s8(p, ours, 0, cand.tobytes(), 0, len(cand))
-    ours = np.frombuffer(ours, np.int8).reshape(cand.shape)
-    table = np.exp(np.float32(-x.scale) * np.arange(256, dtype=np.float32)).astype(np.float32)
-    e = table[cand.max(axis=1, keepdims=True).astype(int) - cand]
-    total = np.zeros(len(cand), np.float32)
-    for j in range(10):
-        total = total + e[:, j]
-    alt = np.clip(np.rint(e * (np.float32(1) / (total * np.float32(1 / 256)))[:, None]) - 128, -128, 127)
-    rows = _pick(cand, (alt != ours).any(axis=1), 48)
-    op = op_named(m.run([rows]), "SOFTMAX")
-    assert_same(run_softmax(IMPLS["c"], op), op.outputs[0].data, "softmax on separating rows")
-    assert_same(run_softmax(IMPLS["ref"], op), op.outputs[0].data, "softmax (ref) on separating rows")
+    spread = rng.uniform(2, 80, (20000, 1))
+    x = np.clip(np.rint(zp + spread * rng.standard_normal((20000, n))), -128, 127).astype(np.int8)
+    want, (ind,), outd = run_isolated(isolate(m.tflite, "SOFTMAX"), [x])
+    p = quant.softmax_params(n=n, in_scale=ind["quantization"][0], out_scale=outd["quantization"][0],
+                             out_zp=outd["quantization"][1])
+    for impl, rows in (("c", 20000), ("ref", 400)):
+        out = bytearray(rows * n)
+        IMPLS[impl].softmax_s8(p, out, 0, x.tobytes(), 0, rows)
+        assert_same(out, want[:rows], f"SOFTMAX {case} ({impl})")
+    if n == 10:  # the float table's rounding shows up only now and then
+        table = np.exp(np.float32(-ind["quantization"][0]) * np.arange(256, dtype=np.float32)).astype(np.float32)
+        e = table[x.max(axis=1, keepdims=True).astype(int) - x]
+        total = np.zeros(len(x), np.float32)
+        for j in range(n):
+            total = total + e[:, j]
+        alt = np.clip(np.rint(e * (np.float32(1) / (total * np.float32(1 / 256)))[:, None]) - 128, -128, 127)
+        assert (alt != want).any()
 
 
-@pytest.mark.parametrize("per_channel", [False, True])
-def test_fc_multiplier_precision(per_channel):
-    """FULLY_CONNECTED per-tensor: in_scale * filter_scale in float32 (GetQuantizedConvolutionMultipler);
-    per-channel: in double, like CONV_2D. The two differ by a few units of the 31-bit multiplier, which
-    changes the output only for rare accumulators: find them per channel and solve for input rows."""
-    m = model(fc_designed_model, 24, 8, per_channel)
-    op = op_named(m.run(random_inputs(m, 0)), "FULLY_CONNECTED")
-    x, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
-    ours = quant.fc_requant(x.scale, w.scales, y.scale, out_c=8)
-    if per_channel:
-        alt = zip(*[quant.quantize_multiplier(float(np.float32(x.scale) * s) / y.scale) for s in w.scales])
-    else:
-        alt = zip(*[quant.quantize_multiplier(x.scale * float(w.scales[0]) / y.scale)] * 8)
-    alt = [np.array(a) for a in alt]
-    assert (ours[0] != alt[0]).any()
-    bias = op.inputs[2].data
+_READ = {"fc": ("FULLY_CONNECTED", "single"), "conv": ("CONV_2D", "double"), "dw": ("DEPTHWISE_CONV_2D", "double")}
+
+
+@pytest.mark.parametrize("kind,per_channel", [("fc", False), ("fc", True), ("conv", True), ("dw", True)])
+def test_requant_rounding_and_multiplier(kind, per_channel):
+    """Convolutions requantize with double rounding and FULLY_CONNECTED with single rounding, all with the
+    multiplier double(in) * double(filter) / double(out). Accumulators where the other rounding or a
+    float32 multiplier would give another output are found per channel, input rows solved for them, and
+    TFLite must agree with the kernels (C and reference) and contradict every other reading."""
+    name, rounding = _READ[kind]
+    m = model(designed_model, kind, 24 if kind != "dw" else 8, 16, 3, per_channel)
+    op = op_named(m.run(random_inputs(m, 0)), name)
+    x, w, y, bias = op.inputs[0], op.inputs[1], op.outputs[0], op.inputs[2].data
+    f32 = np.float32
+    fs = np.resize(w.scales, 16)
+    multipliers = {"ours": [quant.quantize_multiplier(x.scale * float(s) / y.scale) for s in fs],
+                   "float32 product": [quant.quantize_multiplier(float(f32(x.scale) * s) / y.scale) for s in fs],
+                   "float32 throughout": [quant.quantize_multiplier(float(f32(f32(x.scale) * s) / f32(y.scale)))
+                                          for s in fs]}
+    rnd = {"double": mbqm_np, "single": mbqm_single_np}
+    readings = {(mk, rk) for mk in multipliers for rk in rnd} - {("ours", rounding)}
     acc = np.arange(-(1 << 18), 1 << 18)
-    rows = []
-    for c in range(8):
-        a, b = (np.clip(mbqm_np(acc, int(mm[c]), int(ss[c])) + y.zp, -128, 127) for mm, ss in (ours, alt))
-        for t in acc[a != b][:3]:
-            r = solve_row(w.data[c], bias[c], t, x.zp)
-            if r is not None:
-                rows.append(r)
-    assert rows, "no accumulator separates the two readings"
-    for r in rows:
-        op = op_named(m.run([r]), "FULLY_CONNECTED")
-        assert_same(run_fc(IMPLS["c"], op), op.outputs[0].data, "fc on a separating row")
-
-
-def test_mean_folds_count_into_multiplier():
-    """int8 MEAN folds 1/count into the integer multiplier (QuantizedMeanOrSum), rather than requantizing
-    the sum and then dividing with rounding (reference_integer_ops::Mean)."""
-    m = model(mean_model, 5, 3, 64, False)
-    x0 = op_named(m.run(random_inputs(m, 0)), "MEAN")
-    x, y = x0.inputs[0], x0.outputs[0]
-    rng = np.random.default_rng(4)
-    cand = np.clip(np.rint(x.zp + 40 * rng.standard_normal((400, 5, 3, 64))), -128, 127).astype(np.int8)
-    sums = cand.astype(np.int64).sum(axis=(1, 2)) - 15 * x.zp           # (400, 64)
-    p = quant.mean_params(c=64, count=15, in_scale=x.scale, in_zp=x.zp, out_scale=y.scale, out_zp=y.zp)
-    mult, shift = quant.quantize_multiplier(x.scale / y.scale)
-    ours, alt = np.empty(sums.shape, int), np.empty(sums.shape, int)
-    for (i, c), s in np.ndenumerate(sums):
-        ours[i, c] = min(127, max(-128, kernels_ref.mbqm(int(s), p[4], p[5]) + y.zp))
-        v = kernels_ref.mbqm(int(s), mult, shift)
-        v = (v + 7) // 15 if v > 0 else -((-v + 7) // 15)
-        alt[i, c] = min(127, max(-128, v + y.zp))
-    differ = ours != alt
-    assert differ.any(), "no candidate separates the two readings"
-    pick = np.where(differ.any(axis=0), differ.argmax(axis=0), 0)       # per channel, a separating candidate
-    inp = cand[pick, :, :, np.arange(64)].transpose(1, 2, 0)[None]
-    op = op_named(m.run([inp]), "MEAN")
-    assert_same(run_mean(IMPLS["c"], op), op.outputs[0].data, "mean on separating channels")
-    assert (np.asarray(op.outputs[0].data).reshape(-1) != alt[pick, np.arange(64)]).any()
+    contradicted, distinct = set(), set()
+    for c in range(16):
+        def predict(mk, rk):
+            return np.clip(rnd[rk](acc, *multipliers[mk][c]) + y.zp, -128, 127)
+        ours = predict("ours", rounding)
+        preds = {r: predict(*r) for r in readings}
+        targets = set()
+        for r, pr in preds.items():  # a couple of accumulators separating each reading from ours
+            differ = np.flatnonzero(pr != ours)
+            targets |= set(differ[::max(1, differ.size // 2)][:2].tolist())
+            distinct |= {r} if differ.size else set()
+        wc = w.data[c].reshape(-1) if kind != "dw" else w.data[0, :, :, c].reshape(-1)
+        for i in sorted(targets):
+            row = solve_row(wc, bias[c], acc[i], x.zp)
+            if row is None:
+                continue
+            inp = np.full(x.shape, x.zp, np.int8)
+            if kind == "dw":
+                inp[0, :, :, c] = row.reshape(3, 3)
+            else:
+                inp.reshape(-1)[:] = row
+            got_op = op_named(m.run([inp]), name)
+            tfl = int(got_op.outputs[0].data.reshape(-1)[c])
+            assert tfl == ours[i], f"{name} channel {c} accumulator {acc[i]}: TFLite {tfl}, predicted {ours[i]}"
+            contradicted |= {r for r, pr in preds.items() if pr[i] != tfl}
+            for impl in IMPLS:
+                run = run_fc if kind == "fc" else run_spatial
+                assert_same(run(IMPLS[impl], got_op), got_op.outputs[0].data, f"{name} solved row ({impl})")
+    # A float32 multiplier can round to ours, or move no output in the accumulator range; the other
+    # rounding always shows.
+    assert {("ours", "double"), ("ours", "single")} - {("ours", rounding)} <= distinct
+    assert contradicted == distinct, f"never separated: {distinct - contradicted}"

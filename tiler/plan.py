@@ -10,8 +10,10 @@ Arena layout at op i (offsets from the start of the budget B):
 Algorithm (greedy, not optimal):
 1. Start with every intermediate activation resident; the model input and output live on the card.
 2. Place residents with a first-fit interval allocator (largest first), then give each op the space
-   above its live residents. If some op cannot tile in what is left, spill the largest resident live at
-   that op and repeat. An op that cannot tile with everything spilled fixes the minimum budget.
+   above its live residents. If some op cannot tile in what is left, spill a resident live at that op
+   (preferring one the op does not read or write, then the largest) and repeat. An op that cannot tile
+   with everything spilled fixes the minimum budget. Then try to bring each spilled tensor back
+   (costliest spill first) and keep it resident if every op still fits and fewer bytes move.
 3. Per op, choose band rows R and output-channel group G among ceil(n/k) candidates, minimising bytes
    moved, then tiles. Execution is band-outer: with one channel group the weights are read once and
    kept; with several they are read again for every band (the alternative order, re-reading inputs per
@@ -212,30 +214,54 @@ def plan_model(L, budget):
         raise TilerError("SRAM budget %d bytes is too small: op #%d %s (TFLite op #%d) needs at least %d bytes; "
                          "the smallest budget that works for this model is --sram %d"
                          % (budget, i, op.name, op.tfl_op, n, plan.min_sram))
-    resident = {b for b in bases if b not in (inb, outb)}
+    inner = [b for b in bases if b not in (inb, outb)]
+    resident = set(inner)
     while True:
-        for b in bases:
-            if b not in (inb, outb):
-                plan.kind[b] = F.T_ARENA if b in resident else F.T_SPILL
-        offs = _place(plan, live, resident)
-        bad = None
-        plans = []
-        for i, op in enumerate(L.ops):
-            top = max([STAGING] + [offs[b] + _al(L.tensors[b].nbytes) for b in resident
-                                   if live[b][0] <= i <= live[b][1]])
-            got = _tile_op(plan, op, budget - top, exact=True) if top <= budget else None
-            if got is None:
-                bad = i
-                break
-            got[1].top = top
-            plans.append(got[1])
+        offs, plans, bad = _try(plan, live, inner, resident)
         if bad is None:
             break
+        # Spill a tensor live at the failing op: one the op does not touch (a skip connection) frees
+        # space without adding a band buffer to the op; among those, or else, the largest.
+        touched = {L.tensors[t].base for t in L.ops[bad].ins + [L.ops[bad].out]}
         cands = [b for b in resident if live[b][0] <= bad <= live[b][1]]
-        resident.discard(max(cands, key=lambda b: L.tensors[b].nbytes))
+        resident.discard(max(cands, key=lambda b: (b not in touched, L.tensors[b].nbytes)))
+    # Greedy spilling overshoots: bring back what fits, the tensors whose spill costs most first.
+    for b in sorted(set(inner) - resident, key=lambda b: -L.tensors[b].nbytes * _uses(L, b)):
+        got = _try(plan, live, inner, resident | {b})
+        if got[2] is None and _moved(got[1]) < _moved(plans):
+            resident.add(b)
+            offs, plans = got[0], got[1]
+    for b in inner:
+        plan.kind[b] = F.T_ARENA if b in resident else F.T_SPILL
     plan.arena_off = offs
     _finish(plan, plans)
     return plan
+
+
+def _uses(L, b):
+    return 1 + sum(1 for op in L.ops for t in op.ins if L.tensors[t].base == b)
+
+
+def _moved(plans):
+    return sum(p.read + p.written for p in plans)
+
+
+def _try(plan, live, inner, resident):
+    """Place `resident` and tile every op; (offsets, op plans, index of the first op that fails or None)."""
+    L, budget = plan.L, plan.budget
+    for b in inner:
+        plan.kind[b] = F.T_ARENA if b in resident else F.T_SPILL
+    offs = _place(plan, live, resident)
+    plans = []
+    for i, op in enumerate(L.ops):
+        top = max([STAGING] + [offs[b] + _al(L.tensors[b].nbytes) for b in resident
+                               if live[b][0] <= i <= live[b][1]])
+        got = _tile_op(plan, op, budget - top, exact=True) if top <= budget else None
+        if got is None:
+            return offs, plans, i
+        got[1].top = top
+        plans.append(got[1])
+    return offs, plans, None
 
 
 def _finish(plan, plans):

@@ -39,6 +39,7 @@ T_ARENA = const(0)                   # resident in the SRAM arena at arena_off
 T_SPILL = const(1)                   # spilled to the card's scratch region, one slot per row
 T_INPUT = const(2)                   # the model input, written to the card by set_input()
 T_OUTPUT = const(3)                  # the model output, read back from the card by read_output()
+T_CHAIN = const(4)                   # inside a fused chain: only bands of it exist, in a buffer at arena_off
 T_FMT = "<BBHIIIIIIi"                # kind, flags, base (alias of; own index if none), h, w, c,
 T_SIZE = const(32)                   # arena_off, spill_blk (relative to spill region), slot_blocks, zp
 
@@ -50,6 +51,7 @@ OP_FIELDS = (
     "peak", "io_read", "io_write", "macs",     # the planner's figures, for `tileswap plan`
 )
 OP_SIZE = struct.calcsize(OP_FMT)
+OPF_CHAIN = const(1)                 # flags: the next op consumes this op's output band by band (fused)
 BUF_NAMES = ("in0", "in1", "in2", "in3", "w", "out", "acc")
 N_BUFS = const(7)
 NO_BUF = const(0xFFFFFFFF)           # "no scratch buffer": the operand is read or written in place

@@ -22,6 +22,7 @@ class OpRec:
 
     def __init__(self, f, bufs, p):
         self.kind = f[0]
+        self.flags = f[3]
         self.ins = f[5:5 + f[1]]
         self.out = f[4]
         self.band_rows, self.n_bands, self.group, self.n_groups, self.pad_t, self.first_tile = f[9:15]

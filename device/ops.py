@@ -1,8 +1,14 @@
-"""Execution of one op of the schedule: bands of rows outside, channel groups inside.
+"""Execution of the schedule: one op band by band, or a fused chain of ops band by band.
 
-Input bands come from the arena (resident) or the card (spilled, via Runtime._fetch); weights are one
-verified tile per channel group, read once when the op has a single group and once per band otherwise;
-outputs go straight into a resident tensor or into a band buffer that is spilled row by row.
+A band computes output rows [r0, r1) of one op: input rows come from the arena (resident), the card
+(spilled, via Runtime._fetch) or the previous op's chain buffer; the weights are one verified tile per
+channel group (read once when the op has one group, once per band otherwise); the output goes straight
+into a resident tensor, into the op's chain buffer, or into a band buffer spilled row by row.
+
+A chain (ops flagged OPF_CHAIN, ended by the first op without it) runs band by band of its last op:
+for each band the rows every earlier op must produce are derived backwards with the same band
+arithmetic the tiler used, then the ops run forwards. The intermediate tensors exist only as those
+bands (halo rows are recomputed, never spilled), so a large early feature map costs no card I/O.
 """
 
 from . import format as F
@@ -13,123 +19,180 @@ from .schedule import in_rows
 _SPATIAL = (D.OP_CONV, D.OP_DWCONV, D.OP_MAXPOOL, D.OP_AVGPOOL)
 
 
+class _State:
+    """Per-op values fixed for all its bands."""
+
+    def __init__(self, rt, i, op):
+        T = rt.T
+        self.i = i
+        self.op = op
+        self.out = out = T[op.out]
+        self.orb = out[4] * out[5]
+        self.cout = op.p[D.PF_OUT_C] if op.kind == D.OP_FC else out[5]
+        self.weighted = op.first_tile != F.NO_BUF
+        self.wts = None
+        for tid in op.ins:
+            _claim_resident(rt, tid)
+        _claim_resident(rt, op.out)
+        if op.kind == D.OP_MEAN:
+            off = rt.arena.claim(ACC, op.bufs[6], 4 * self.cout)
+            for j in range(off, off + 4 * self.cout):
+                rt.mv[j] = 0
+            self.acc = rt.mv[off:off + 4 * self.cout]
+        if op.kind == D.OP_PAD:
+            self.fill = bytes([op.p[D.PP_ZP] & 0xFF]) * self.orb
+
+    def height(self, rt):
+        """Rows the op's bands run over."""
+        op = self.op
+        if op.kind == D.OP_MEAN:
+            return rt.T[op.ins[0]][3]
+        return 1 if op.kind == D.OP_FC else self.out[3]
+
+
 def _claim_resident(rt, tid):
     t = rt.T[tid]
     base = rt.T[t[2]]
     if base[0] == F.T_ARENA:
         rt.arena.claim(t[2], base[6], base[3] * base[4] * base[5])
+    elif base[0] == F.T_CHAIN:
+        rt.arena.claim(t[2], base[6], 1)      # the chain buffer's extent is checked when it is written
 
 
 def run_op(rt, i, op):
+    st = _State(rt, i, op)
+    H = st.height(rt)
+    R = op.band_rows
+    for band in range(op.n_bands):
+        r0 = band * R
+        run_band(rt, st, r0, min(H, r0 + R), band == op.n_bands - 1)
+
+
+def run_chain(rt, members):
+    """members: [(op index, op)] of one fused chain, in order."""
+    sts = [_State(rt, i, op) for i, op in members]
+    for st in sts:
+        if st.weighted:
+            st.wts = rt._load_tile(st.op.first_tile, st.op.bufs[4], st.i)
+    last = sts[-1]
+    H = last.height(rt)
+    R = last.op.band_rows
+    n = len(sts)
+    lo = [0] * n
+    hi = [0] * n
+    for band in range(last.op.n_bands):
+        lo[n - 1] = band * R
+        hi[n - 1] = min(H, lo[n - 1] + R)
+        for j in range(n - 1, 0, -1):
+            op = sts[j].op
+            prev = sts[j - 1].op.out
+            for m in range(len(op.ins)):
+                if op.ins[m] == prev:
+                    lo[j - 1], hi[j - 1] = in_rows(op.kind, op.p, op.pad_t, rt.T[prev][3], lo[j], hi[j])
+        for j in range(n):
+            if hi[j] > lo[j]:
+                run_band(rt, sts[j], lo[j], hi[j], band == last.op.n_bands - 1)
+                if j < n - 1 and rt.on_rows is not None:
+                    out = sts[j].out
+                    rt.on_rows(sts[j].op.out, lo[j], hi[j], out[6], sts[j].orb)
+
+
+def run_band(rt, st, r0, r1, last_band):
     T = rt.T
     k = rt.k
     mv = rt.mv
+    op = st.op
     kind = op.kind
     p = op.p
     bufs = op.bufs
-    out = T[op.out]
-    out_res = out[0] == F.T_ARENA
-    for tid in op.ins:
-        _claim_resident(rt, tid)
-    _claim_resident(rt, op.out)
-    orb = out[4] * out[5]
-    if kind == D.OP_FC:
-        cout = p[D.PF_OUT_C]
-    else:
-        cout = out[5]
-    weighted = op.first_tile != F.NO_BUF
-    H = T[op.ins[0]][3] if kind == D.OP_MEAN else (1 if kind == D.OP_FC else out[3])
-    R = op.band_rows
-    wts = None
+    out = st.out
+    orb = st.orb
+    cout = st.cout
+    offs = []
+    rows = []
+    for j in range(len(op.ins)):
+        tid = op.ins[j]
+        a, b = in_rows(kind, p, op.pad_t, T[tid][3], r0, r1)
+        offs.append(rt._fetch(tid, a, b, bufs[j]))
+        rows.append((a, b))
+    where = out[0]
     if kind == D.OP_MEAN:
-        acc_off = rt.arena.claim(ACC, bufs[6], 4 * cout)
-        for j in range(acc_off, acc_off + 4 * cout):
-            mv[j] = 0
-        acc = mv[acc_off:acc_off + 4 * cout]
-    if kind == D.OP_PAD:
-        fill = bytes([p[D.PP_ZP] & 0xFF]) * orb
-    for band in range(op.n_bands):
-        r0 = band * R
-        r1 = min(H, r0 + R)
-        offs = []
-        rows = []
-        for j in range(len(op.ins)):
-            tid = op.ins[j]
-            a, b = in_rows(kind, p, op.pad_t, T[tid][3], r0, r1)
-            offs.append(rt._fetch(tid, a, b, bufs[j]))
-            rows.append((a, b))
-        if kind == D.OP_MEAN:
-            o_off = out[6] if out_res else bufs[5]
-        elif out_res:
-            o_off = out[6] + r0 * orb
-        else:
-            o_off = rt.arena.claim(OUT_BAND, bufs[5], (r1 - r0) * orb if kind != D.OP_FC else out[3] * orb)
-        if kind in _SPATIAL:
-            a, b = rows[0]
-            y0 = r0 * p[D.P_SH] - op.pad_t - a
-            oh = r1 - r0
-            tin = T[op.ins[0]]
-            if weighted:
-                for g0 in range(0, cout, op.group):
-                    g = min(op.group, cout - g0)
-                    if wts is None or op.n_groups > 1:
-                        wts = rt._load_tile(op.first_tile + g0 // op.group, bufs[4], i)
-                    if kind == D.OP_CONV:
-                        k.conv_s8(p, mv, o_off + g0, mv, offs[0], b - a, y0, oh, wts, g)
-                        rt.stats["macs"] += oh * out[4] * g * p[D.P_KH] * p[D.P_KW] * tin[5]
-                    else:
-                        k.dwconv_s8(p, mv, o_off + g0, mv, offs[0], b - a, y0, oh, wts, g0, g)
-                        rt.stats["macs"] += oh * out[4] * g * p[D.P_KH] * p[D.P_KW]
-                    rt.stats["tiles"] += 1
-            else:
-                if kind == D.OP_MAXPOOL:
-                    k.maxpool_s8(p, mv, o_off, mv, offs[0], b - a, y0, oh, 0, cout)
-                else:
-                    k.avgpool_s8(p, mv, o_off, mv, offs[0], b - a, y0, oh, 0, cout)
-                rt.stats["tiles"] += 1
-        elif kind == D.OP_FC:
-            tin = T[op.ins[0]]
-            nrows = tin[3] * tin[4] * tin[5] // p[D.PF_N]
+        o_off = out[6] if where == F.T_ARENA else bufs[5]
+    elif where == F.T_ARENA:
+        o_off = out[6] + r0 * orb
+    elif where == F.T_CHAIN:
+        o_off = out[6]
+        rt.chain_start[op.out] = r0
+        rt.arena.claim(op.out, o_off, (r1 - r0) * orb)
+    else:
+        o_off = rt.arena.claim(OUT_BAND, bufs[5], (r1 - r0) * orb if kind != D.OP_FC else out[3] * orb)
+    stats = rt.stats
+    if kind in _SPATIAL:
+        a, b = rows[0]
+        y0 = r0 * p[D.P_SH] - op.pad_t - a
+        oh = r1 - r0
+        if st.weighted:
+            cin = T[op.ins[0]][5]
             for g0 in range(0, cout, op.group):
                 g = min(op.group, cout - g0)
-                if wts is None or op.n_groups > 1:
-                    wts = rt._load_tile(op.first_tile + g0 // op.group, bufs[4], i)
-                k.fc_s8(p, mv, o_off + g0, mv, offs[0], nrows, wts, g)
-                rt.stats["macs"] += nrows * p[D.PF_N] * g
-                rt.stats["tiles"] += 1
+                if st.wts is None or op.n_groups > 1:
+                    st.wts = rt._load_tile(op.first_tile + g0 // op.group, bufs[4], st.i)
+                if kind == D.OP_CONV:
+                    k.conv_s8(p, mv, o_off + g0, mv, offs[0], b - a, y0, oh, st.wts, g)
+                    stats["macs"] += oh * out[4] * g * p[D.P_KH] * p[D.P_KW] * cin
+                else:
+                    k.dwconv_s8(p, mv, o_off + g0, mv, offs[0], b - a, y0, oh, st.wts, g0, g)
+                    stats["macs"] += oh * out[4] * g * p[D.P_KH] * p[D.P_KW]
+                stats["tiles"] += 1
         else:
-            n = (r1 - r0) * orb
-            if kind == D.OP_ADD:
-                k.add_s8(p, mv, o_off, mv, offs[0], mv, offs[1], n)
-            elif kind == D.OP_REQUANT:
-                k.requant_s8(p, mv, o_off, mv, offs[0], n)
-            elif kind == D.OP_SOFTMAX:
-                k.softmax_s8(p, mv, o_off, mv, offs[0], (r1 - r0) * out[4])
-            elif kind == D.OP_MEAN:
-                tin = T[op.ins[0]]
-                a, b = rows[0]
-                k.mean_acc_s8(acc, mv, offs[0], (b - a) * tin[4], tin[5])
-            elif kind == D.OP_CONCAT:
-                _concat(rt, op, o_off, offs, (r1 - r0) * out[4], cout)
-            elif kind == D.OP_PAD:
-                _pad(rt, op, o_off, offs[0], rows[0], r0, r1, fill)
+            if kind == D.OP_MAXPOOL:
+                k.maxpool_s8(p, mv, o_off, mv, offs[0], b - a, y0, oh, 0, cout)
             else:
-                raise ValueError("op kind %d" % kind)
-            rt.stats["tiles"] += 1
-        if kind == D.OP_MEAN and band == op.n_bands - 1:
-            k.mean_out_s8(p, mv, o_off, acc)
-        if not out_res:
-            if kind == D.OP_MEAN:
-                if band == op.n_bands - 1:
-                    rt._write_row(op.out, 0, mv, o_off)
-            elif kind == D.OP_FC:
-                for r in range(out[3]):
-                    rt._write_row(op.out, r, mv, o_off + r * orb)
-            else:
-                for r in range(r0, r1):
-                    rt._write_row(op.out, r, mv, o_off + (r - r0) * orb)
-        for j in range(len(op.ins)):
-            rt.arena.release(1000 + op.ins[j])
+                k.avgpool_s8(p, mv, o_off, mv, offs[0], b - a, y0, oh, 0, cout)
+            stats["tiles"] += 1
+    elif kind == D.OP_FC:
+        tin = T[op.ins[0]]
+        nrows = tin[3] * tin[4] * tin[5] // p[D.PF_N]
+        for g0 in range(0, cout, op.group):
+            g = min(op.group, cout - g0)
+            if st.wts is None or op.n_groups > 1:
+                st.wts = rt._load_tile(op.first_tile + g0 // op.group, bufs[4], st.i)
+            k.fc_s8(p, mv, o_off + g0, mv, offs[0], nrows, st.wts, g)
+            stats["macs"] += nrows * p[D.PF_N] * g
+            stats["tiles"] += 1
+    else:
+        n = (r1 - r0) * orb
+        if kind == D.OP_ADD:
+            k.add_s8(p, mv, o_off, mv, offs[0], mv, offs[1], n)
+        elif kind == D.OP_REQUANT:
+            k.requant_s8(p, mv, o_off, mv, offs[0], n)
+        elif kind == D.OP_SOFTMAX:
+            k.softmax_s8(p, mv, o_off, mv, offs[0], (r1 - r0) * out[4])
+        elif kind == D.OP_MEAN:
+            tin = T[op.ins[0]]
+            a, b = rows[0]
+            k.mean_acc_s8(st.acc, mv, offs[0], (b - a) * tin[4], tin[5])
+        elif kind == D.OP_CONCAT:
+            _concat(rt, op, o_off, offs, (r1 - r0) * out[4], cout)
+        elif kind == D.OP_PAD:
+            _pad(rt, op, o_off, offs[0], rows[0], r0, r1, st.fill)
+        else:
+            raise ValueError("op kind %d" % kind)
+        stats["tiles"] += 1
+    if kind == D.OP_MEAN and last_band:
+        k.mean_out_s8(p, mv, o_off, st.acc)
+    if where != F.T_ARENA and where != F.T_CHAIN:
+        if kind == D.OP_MEAN:
+            if last_band:
+                rt._write_row(op.out, 0, mv, o_off)
+        elif kind == D.OP_FC:
+            for r in range(out[3]):
+                rt._write_row(op.out, r, mv, o_off + r * orb)
+        else:
+            for r in range(r0, r1):
+                rt._write_row(op.out, r, mv, o_off + (r - r0) * orb)
+    for j in range(len(op.ins)):
+        rt.arena.release(1000 + op.ins[j])
 
 
 def _concat(rt, op, o_off, offs, npix, cout):

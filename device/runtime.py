@@ -18,6 +18,7 @@ from . import format as F
 from .arena import Arena, INPUT_ROW, STAGING, WEIGHTS
 from .counters import Counters
 from .image import Image
+from .ops import run_chain, run_op
 from .schedule import cover, in_rows
 from .storage import Card
 
@@ -48,6 +49,8 @@ class Runtime:
             self.counters.save()
         self.k_spill = img.spill_key(self.counters.card_salt)
         self.on_tensor = on_tensor     # for tests: called with each op's output tensor id
+        self.on_rows = None            # for tests: (tensor, row0, row1, arena offset, row bytes) per chain band
+        self.chain_start = {}          # chain tensor -> first row held in its buffer
         self.n = None                  # nonce counter of the inference in progress
         self.stats = dict((f, 0) for f in ("bytes_read", "bytes_written", "macs", "tiles"))
         self.T = img.tensors
@@ -194,11 +197,20 @@ class Runtime:
             raise DeviceError("no input: call set_input() before infer()")
         c = self.card
         b0, w0, r0 = c.blocks_read, c.blocks_written, c.retries
-        for i, op in enumerate(self.img.ops):
-            self._run_op(i, op)
+        ops = self.img.ops
+        i = 0
+        while i < len(ops):
+            j = i
+            while ops[j].flags & F.OPF_CHAIN and j + 1 < len(ops):
+                j += 1
+            if j == i:
+                run_op(self, i, ops[i])
+            else:
+                run_chain(self, [(k, ops[k]) for k in range(i, j + 1)])
             self.arena.release_all(STAGING)
             if self.on_tensor is not None:
-                self.on_tensor(op.out)
+                self.on_tensor(ops[j].out)
+            i = j + 1
         v = self.counters.v
         for k in ("bytes_read", "bytes_written", "macs", "tiles"):
             v[k] += self.stats[k]
@@ -214,6 +226,8 @@ class Runtime:
         rbv = t[4] * t[5]
         if base[0] == F.T_ARENA:
             return base[6] + a * rbv
+        if base[0] == F.T_CHAIN:
+            return base[6] + (a - self.chain_start[t[2]]) * rbv
         rbb = base[4] * base[5]
         ra, rz = cover(rbv, rbb, a, b)
         self.arena.claim(1000 + tid, buf, (rz - ra) * rbb)
@@ -221,6 +235,3 @@ class Runtime:
             self._read_row(t[2], r, self.mv, buf + (r - ra) * rbb)
         return buf + a * rbv - ra * rbb
 
-    def _run_op(self, i, op):
-        from .ops import run_op
-        run_op(self, i, op)

@@ -8,7 +8,8 @@ from ..device.storage import BytesBlockDevice, Card
 from .emulator import header
 from .errors import HostError
 
-_WHERE = {F.T_ARENA: "sram", F.T_SPILL: "card", F.T_INPUT: "card (input)", F.T_OUTPUT: "card (output)"}
+_WHERE = {F.T_ARENA: "sram", F.T_SPILL: "card", F.T_INPUT: "card (input)", F.T_OUTPUT: "card (output)",
+          F.T_CHAIN: "fused (bands)"}
 
 
 def plan_info(image, key=None):

@@ -50,7 +50,7 @@ def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=No
     spill = {}
     nblk = 0
     for b in sorted(plan.kind):
-        if plan.kind[b] != F.T_ARENA:
+        if plan.kind[b] in (F.T_SPILL, F.T_INPUT, F.T_OUTPUT):
             t = L.tensors[b]
             spill[b] = nblk
             nblk += t.h * F.slot_blocks(t.row_bytes)
@@ -59,7 +59,8 @@ def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=No
     for t in L.tensors:
         base = L.tensors[t.base]
         kind = plan.kind[t.base]
-        trec += struct.pack(F.T_FMT, kind, 0, t.base, t.h, t.w, t.c, plan.arena_off.get(t.base, F.NO_BUF),
+        off = plan.chain_off[t.base] if kind == F.T_CHAIN else plan.arena_off.get(t.base, F.NO_BUF)
+        trec += struct.pack(F.T_FMT, kind, 0, t.base, t.h, t.w, t.c, off,
                             spill.get(t.base, F.NO_BUF), F.slot_blocks(base.row_bytes), t.zp)
 
     payloads = []
@@ -68,7 +69,8 @@ def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=No
         op = opl.op
         ins = list(op.ins) + [0xFFFF] * (4 - len(op.ins))
         pad_t = op.geom.get("pad_t", 0)
-        orec += struct.pack(F.OP_FMT, op.kind, len(op.ins), len(op.p), 0, op.out, *ins, opl.band_rows,
+        flags = F.OPF_CHAIN if opl.chained else 0
+        orec += struct.pack(F.OP_FMT, op.kind, len(op.ins), len(op.p), flags, op.out, *ins, opl.band_rows,
                             opl.n_bands, opl.group, opl.n_groups, pad_t, opl.first_tile,
                             opl.top + opl.scratch, opl.read, opl.written, opl.macs)
         orec += struct.pack("<%dI" % F.N_BUFS, *[opl.bufs.get(n, (F.NO_BUF, 0))[0] for n in F.BUF_NAMES])

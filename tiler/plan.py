@@ -21,6 +21,7 @@ Algorithm (greedy, not optimal):
 """
 
 from . import TilerError
+from . import fuse
 from ..device import format as F
 from ..device import opdefs as D
 from ..device import schedule as S
@@ -58,6 +59,8 @@ class OpPlan:
         self.macs = 0
         self.top = STAGING      # end of the residents at this op
         self.scratch = 0
+        self.in_chain = False   # member of a fused chain
+        self.chained = False    # ... and not its last op: the next op consumes its output band by band
 
 
 class Plan:
@@ -66,6 +69,8 @@ class Plan:
         self.budget = budget
         self.kind = {}          # base tensor id -> F.T_*
         self.arena_off = {}     # resident base -> offset
+        self.chain_off = {}     # chain tensor -> offset of its band buffer
+        self.chains = []        # fused chains: lists of op indices
         self.ops = []
         self.peak = 0
 
@@ -214,7 +219,11 @@ def plan_model(L, budget):
         raise TilerError("SRAM budget %d bytes is too small: op #%d %s (TFLite op #%d) needs at least %d bytes; "
                          "the smallest budget that works for this model is --sram %d"
                          % (budget, i, op.name, op.tfl_op, n, plan.min_sram))
-    inner = [b for b in bases if b not in (inb, outb)]
+    plan.chains = fuse.find_chains(plan, budget, _tile_chain)
+    chain_t = {L.ops[i].out for c in plan.chains for i in c[:-1]}
+    for b in chain_t:
+        plan.kind[b] = F.T_CHAIN
+    inner = [b for b in bases if b not in (inb, outb) and b not in chain_t]
     resident = set(inner)
     while True:
         offs, plans, bad = _try(plan, live, inner, resident)
@@ -222,8 +231,17 @@ def plan_model(L, budget):
             break
         # Spill a tensor live at the failing op: one the op does not touch (a skip connection) frees
         # space without adding a band buffer to the op; among those, or else, the largest.
-        touched = {L.tensors[t].base for t in L.ops[bad].ins + [L.ops[bad].out]}
-        cands = [b for b in resident if live[b][0] <= bad <= live[b][1]]
+        span = next((c for c in plan.chains if c[0] == bad), [bad])
+        touched = {L.tensors[t].base for j in span for t in L.ops[j].ins + [L.ops[j].out]}
+        cands = [b for b in resident if any(live[b][0] <= j <= live[b][1] for j in span)]
+        if not cands:          # a chain that only fits alone: run its ops one by one instead
+            plan.chains = [c for c in plan.chains if bad not in c]
+            for b in chain_t - {L.ops[i].out for c in plan.chains for i in c[:-1]}:
+                plan.kind[b] = F.T_SPILL
+                inner.append(b)
+                resident.add(b)
+            chain_t = {L.ops[i].out for c in plan.chains for i in c[:-1]}
+            continue
         resident.discard(max(cands, key=lambda b: (b not in touched, L.tensors[b].nbytes)))
     # Greedy spilling overshoots: bring back what fits, the tensors whose spill costs most first.
     for b in sorted(set(inner) - resident, key=lambda b: -L.tensors[b].nbytes * _uses(L, b)):
@@ -252,16 +270,42 @@ def _try(plan, live, inner, resident):
     for b in inner:
         plan.kind[b] = F.T_ARENA if b in resident else F.T_SPILL
     offs = _place(plan, live, resident)
+    heads = dict((c[0], c) for c in plan.chains)
+
+    def top_at(i):
+        return max([STAGING] + [offs[b] + _al(L.tensors[b].nbytes) for b in resident if live[b][0] <= i <= live[b][1]])
+
     plans = []
-    for i, op in enumerate(L.ops):
-        top = max([STAGING] + [offs[b] + _al(L.tensors[b].nbytes) for b in resident
-                               if live[b][0] <= i <= live[b][1]])
-        got = _tile_op(plan, op, budget - top, exact=True) if top <= budget else None
+    i = 0
+    while i < len(L.ops):
+        if i in heads:
+            c = heads[i]
+            top = max(top_at(j) for j in c)
+            members = _tile_chain(plan, c, budget - top) if top <= budget else None
+            if members is None:
+                return offs, plans, i
+            for m in members:
+                m.top = top
+                top += m.scratch
+            plans.extend(members)
+            i += len(c)
+            continue
+        top = top_at(i)
+        got = _tile_op(plan, L.ops[i], budget - top, exact=True) if top <= budget else None
         if got is None:
             return offs, plans, i
         got[1].top = top
         plans.append(got[1])
+        i += 1
     return offs, plans, None
+
+
+def _tile_chain(plan, idxs, avail, probe=False):
+    members = fuse.tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=probe)
+    if members:
+        for m in members:
+            m.in_chain = True
+    return members
 
 
 def _finish(plan, plans):
@@ -274,12 +318,15 @@ def _finish(plan, plans):
         off = opl.top
         for name, size in opl.need:
             opl.bufs[name] = (off, size)
+            if name == "chain":
+                plan.chain_off[op.out] = off
             off += _al(size)
         peak = max(peak, off, opl.top)
         if op.kind in _WEIGHTED:
             opl.first_tile = tile
             tile += opl.n_groups
-        opl.macs = op_macs(op, L)
+        if not opl.in_chain:       # a chain member counts its recomputed rows (tiler/fuse.py)
+            opl.macs = op_macs(op, L)
     for b, o in plan.arena_off.items():
         peak = max(peak, o + L.tensors[b].nbytes)
     plan.ops = plans

@@ -1,0 +1,142 @@
+"""Fused row-band chains: run consecutive ops band by band so their intermediates never leave SRAM.
+
+The idea behind MCUNetV2's patch-based inference, by rows: a chain of ops (each consuming only the
+previous op's output) runs in bands of its last op's output rows; for every band the rows each
+earlier op must produce follow backwards from the band arithmetic (device/schedule.py), and the halo
+rows that neighbouring bands share are recomputed instead of stored. A large early feature map then
+costs a few rows of SRAM and no card I/O, at the price of the recomputed MACs.
+
+Which links to fuse (greedy, not optimal): a link op_i -> op_i+1 is a candidate when op_i's output is
+read only by op_i+1, is no model output and has no RESHAPE views, both ops are row-band ops, and the
+tensor is large next to the budget (more than a quarter of it: smaller ones usually stay resident).
+Candidate links are joined into chains while the chain still fits the budget alone with one-row bands
+and every member's weights resident (one channel group each).
+"""
+
+from ..device import format as F
+from ..device import opdefs as D
+from ..device import schedule as S
+
+_BANDABLE = (D.OP_CONV, D.OP_DWCONV, D.OP_MAXPOOL, D.OP_AVGPOOL, D.OP_ADD, D.OP_REQUANT, D.OP_PAD)
+_WEIGHTED = (D.OP_CONV, D.OP_DWCONV)
+
+
+def _al(n):
+    return (n + 7) // 8 * 8
+
+
+def find_chains(plan, budget, tile_chain):
+    """Lists of op indices, each a chain of two or more ops."""
+    L = plan.L
+    uses = {}
+    for i, op in enumerate(L.ops):
+        for t in op.ins:
+            uses.setdefault(L.tensors[t].base, []).append(i)
+    views = {}
+    for t in L.tensors:
+        views[t.base] = views.get(t.base, 0) + 1
+    outb = L.tensors[L.output].base
+
+    def link(i):
+        op, nxt = L.ops[i], L.ops[i + 1]
+        t = L.tensors[op.out]
+        return (op.kind in _BANDABLE and nxt.kind in _BANDABLE and t.base == t.id and views[t.id] == 1
+                and t.id != outb and uses.get(t.id) == [i + 1] and t.nbytes * 4 > budget)
+
+    chains = []
+    cur = None
+    for i in range(len(L.ops) - 1):
+        if link(i):
+            cand = (cur or [i]) + [i + 1]
+            if tile_chain(plan, cand, budget - F.STAGING, probe=True) is not None:
+                cur = cand
+                continue
+        if cur:
+            chains.append(cur)
+        cur = None
+    if cur:
+        chains.append(cur)
+    return chains
+
+
+def _row_macs(op, L):
+    out = L.tensors[op.out]
+    if op.kind == D.OP_CONV:
+        return out.w * out.c * op.geom["kh"] * op.geom["kw"] * L.tensors[op.ins[0]].c
+    if op.kind == D.OP_DWCONV:
+        return out.w * out.c * op.geom["kh"] * op.geom["kw"]
+    return 0
+
+
+def bands_of(plan, idxs, r):
+    """For bands of r rows of the last op: per band, the (lo, hi) output rows of every member."""
+    L = plan.L
+    ops = [L.ops[i] for i in idxs]
+    H = L.tensors[ops[-1].out].h
+    res = []
+    for b0 in range(0, H, r):
+        rng = [None] * len(ops)
+        rng[-1] = (b0, min(H, b0 + r))
+        for j in range(len(ops) - 1, 0, -1):
+            op = ops[j]
+            prev = L.tensors[ops[j - 1].out]
+            rng[j - 1] = S.in_rows(op.kind, op.p, op.geom.get("pad_t", 0), prev.h, *rng[j])
+        res.append(rng)
+    return res
+
+
+def tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=False):
+    """Member OpPlans for the chain with the largest band that fits `avail`, or None."""
+    L = plan.L
+    ops = [L.ops[i] for i in idxs]
+    H = L.tensors[ops[-1].out].h
+    last_out = L.tensors[ops[-1].out]
+    out_res = plan.kind.get(last_out.base) == F.T_ARENA
+    chain_t = {op.out for op in ops[:-1]}
+    cands = sorted({-(-H // k) for k in range(1, H + 1)}, reverse=True)
+    if probe:
+        cands = [1]
+    for r in cands:
+        bands = bands_of(plan, idxs, r)
+        members = []
+        total = 0
+        for j, op in enumerate(ops):
+            need = []
+            rd = 0
+            for k, t in enumerate(op.ins):
+                if t in chain_t:
+                    continue
+                base = L.tensors[L.tensors[t].base]
+                if plan.kind.get(base.id) == F.T_ARENA:
+                    continue
+                mx = 0
+                for rng in bands:
+                    a, b = S.in_rows(op.kind, op.p, op.geom.get("pad_t", 0), L.tensors[t].h, *rng[j])
+                    ra, rz = S.cover(L.tensors[t].row_bytes, base.row_bytes, a, b)
+                    mx = max(mx, (rz - ra) * base.row_bytes)
+                    rd += (rz - ra) * (base.row_bytes + F.TAG_LEN)
+                need.append(("in%d" % k, mx))
+            if op.kind in _WEIGHTED:
+                w = payload_len(op, len(op.mult))
+                need.append(("w", w))
+                rd += w + F.TILE_SIZE
+            t = L.tensors[op.out]
+            if j < len(ops) - 1:
+                need.append(("chain", max(rng[j][1] - rng[j][0] for rng in bands) * t.row_bytes))
+            elif not out_res:
+                need.append(("out", r * t.row_bytes))
+            opl = OpPlan(op)
+            opl.need = need
+            opl.scratch = sum(_al(s) for _, s in need)
+            opl.band_rows, opl.n_bands = r, len(bands)
+            opl.group, opl.n_groups = (len(op.mult), 1) if op.kind in _WEIGHTED else (t.c, 1)
+            opl.read = rd
+            opl.written = t.h * (t.row_bytes + F.TAG_LEN) if j == len(ops) - 1 and not out_res else 0
+            opl.tiles = sum(1 for rng in bands if rng[j][1] > rng[j][0])
+            opl.macs = sum((rng[j][1] - rng[j][0]) for rng in bands) * _row_macs(op, L)
+            opl.chained = j < len(ops) - 1
+            total += opl.scratch
+            members.append(opl)
+        if total <= avail:
+            return members
+    return None

@@ -36,11 +36,14 @@ def plan_info(image, key=None):
                         output_in=_WHERE[img.tensors[t[2]][0]], band_rows=op.band_rows, bands=op.n_bands,
                         group=op.group, groups=op.n_groups, tiles=n, peak_sram=peak, io_read_bytes=rd,
                         io_write_bytes=wr, macs=macs))
+    rd, wr = sum(o["io_read_bytes"] for o in ops), sum(o["io_write_bytes"] for o in ops)
     return dict(
         image_version=h["version"], image_id=bytes(h["image_id"]).hex(), authenticated=key is not None,
         sram_budget=h["sram_budget"], peak_sram=max([F.STAGING] + [o["peak_sram"] for o in ops]),
-        weight_bytes=weight, io_read_bytes=sum(o["io_read_bytes"] for o in ops),
-        io_write_bytes=sum(o["io_write_bytes"] for o in ops), macs=sum(o["macs"] for o in ops), tiles=tiles,
+        min_sram=h["min_sram"], weight_bytes=weight, io_read_bytes=rd, io_write_bytes=wr,
+        io_min_bytes=h["io_min"], spill_bytes=h["spill_bytes"],
+        io_amplification=round((rd + wr) / h["io_min"], 4) if h["io_min"] else None,
+        macs=sum(o["macs"] for o in ops), tiles=tiles,
         tile_records=h["n_tiles"], image_bytes=len(image), card_bytes=h["total_blocks"] * F.BLOCK,
-        spill_bytes=h["spill_blocks"] * F.BLOCK, input_float=bool(h["in_float"]), output_float=bool(h["out_float"]),
+        spill_region_bytes=h["spill_blocks"] * F.BLOCK, input_float=bool(h["in_float"]), output_float=bool(h["out_float"]),
         ops=ops)

@@ -9,8 +9,10 @@ costs a few rows of SRAM and no card I/O, at the price of the recomputed MACs.
 Which links to fuse (greedy, not optimal): a link op_i -> op_i+1 is a candidate when op_i's output is
 read only by op_i+1, is no model output and has no RESHAPE views, both ops are row-band ops, and the
 tensor is large next to the budget (more than a quarter of it: smaller ones usually stay resident).
-Candidate links are joined into chains while the chain still fits the budget alone with one-row bands
-and every member's weights resident (one channel group each).
+Chains are cut where the spilled tensor is smallest: dynamic programming over the ops minimises the
+bytes of the broken links' tensors, over segments that fit the budget alone with one-row bands and
+every member's weights resident (one channel group each). Residents and band sizes are then planned
+around the chains by tiler/plan.py; the cut cost does not know them, so the result is not optimal.
 """
 
 from ..device import format as F
@@ -19,6 +21,7 @@ from ..device import schedule as S
 
 _BANDABLE = (D.OP_CONV, D.OP_DWCONV, D.OP_MAXPOOL, D.OP_AVGPOOL, D.OP_ADD, D.OP_REQUANT, D.OP_PAD)
 _WEIGHTED = (D.OP_CONV, D.OP_DWCONV)
+_MAX_CHAIN = 12
 
 
 def _al(n):
@@ -43,20 +46,37 @@ def find_chains(plan, budget, tile_chain):
         return (op.kind in _BANDABLE and nxt.kind in _BANDABLE and t.base == t.id and views[t.id] == 1
                 and t.id != outb and uses.get(t.id) == [i + 1] and t.nbytes * 4 > budget)
 
+    # Where to break: dynamic programming over the op sequence. Breaking link i spills op i's output
+    # (written once, read back once) unless it is small enough to stay resident; a segment j..i is
+    # allowed when all its links are candidates and the chain fits the budget alone.
+    n = len(L.ops)
+    links = [link(i) for i in range(n - 1)] + [False]
+
+    def brk(i):
+        t = L.tensors[L.ops[i].out]
+        return 2 * t.nbytes if links[i] and t.nbytes * 2 > budget else 0
+
+    inf = float("inf")
+    best = [inf] * (n + 1)      # best[i]: cost of ops 0..i-1, a segment ending at op i-1
+    back = [0] * (n + 1)
+    best[0] = 0
+    for i in range(1, n + 1):
+        for j in range(i - 1, max(-1, i - 1 - _MAX_CHAIN), -1):       # segment ops j..i-1
+            if j < i - 1 and not links[j]:
+                break
+            if i - j > 1 and tile_chain(plan, list(range(j, i)), budget - F.STAGING, probe=True) is None:
+                break       # a longer segment only needs more SRAM
+            c = best[j] + (brk(j - 1) if j > 0 else 0)
+            if c < best[i]:
+                best[i], back[i] = c, j
     chains = []
-    cur = None
-    for i in range(len(L.ops) - 1):
-        if link(i):
-            cand = (cur or [i]) + [i + 1]
-            if tile_chain(plan, cand, budget - F.STAGING, probe=True) is not None:
-                cur = cand
-                continue
-        if cur:
-            chains.append(cur)
-        cur = None
-    if cur:
-        chains.append(cur)
-    return chains
+    i = n
+    while i > 0:
+        j = back[i]
+        if i - j > 1:
+            chains.append(list(range(j, i)))
+        i = j
+    return chains[::-1]
 
 
 def _row_macs(op, L):
@@ -103,6 +123,7 @@ def tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=False):
         for j, op in enumerate(ops):
             need = []
             rd = 0
+            per = {}
             for k, t in enumerate(op.ins):
                 if t in chain_t:
                     continue
@@ -110,12 +131,14 @@ def tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=False):
                 if plan.kind.get(base.id) == F.T_ARENA:
                     continue
                 mx = 0
+                rd0 = rd
                 for rng in bands:
                     a, b = S.in_rows(op.kind, op.p, op.geom.get("pad_t", 0), L.tensors[t].h, *rng[j])
                     ra, rz = S.cover(L.tensors[t].row_bytes, base.row_bytes, a, b)
                     mx = max(mx, (rz - ra) * base.row_bytes)
                     rd += (rz - ra) * (base.row_bytes + F.TAG_LEN)
                 need.append(("in%d" % k, mx))
+                per[base.id] = per.get(base.id, 0) + rd - rd0
             if op.kind in _WEIGHTED:
                 w = payload_len(op, len(op.mult))
                 need.append(("w", w))
@@ -127,6 +150,7 @@ def tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=False):
                 need.append(("out", r * t.row_bytes))
             opl = OpPlan(op)
             opl.need = need
+            opl.in_reads = per
             opl.scratch = sum(_al(s) for _, s in need)
             opl.band_rows, opl.n_bands = r, len(bands)
             opl.group, opl.n_groups = (len(op.mult), 1) if op.kind in _WEIGHTED else (t.c, 1)

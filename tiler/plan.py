@@ -59,6 +59,7 @@ class OpPlan:
         self.macs = 0
         self.top = STAGING      # end of the residents at this op
         self.scratch = 0
+        self.in_reads = {}      # base tensor -> bytes this op reads of it from the card
         self.in_chain = False   # member of a fused chain
         self.chained = False    # ... and not its last op: the next op consumes its output band by band
 
@@ -119,14 +120,18 @@ def _tile_op(plan, op, avail, exact=False):
             bands = [(i * r, min(H, (i + 1) * r)) for i in range(nb)] if exact else [(0, r), (nb // 2 * r, min(H, nb // 2 * r + r))]
             need = []
             rd = 0
+            per = {}
             for k in ins_sp:
                 mx = 0
+                rd0 = rd
                 for (r0, r1) in bands:
                     a, b = in_rows(op, L, k, r0, r1)
                     ra, rb = cover(L, op.ins[k], a, b)
                     mx = max(mx, (rb - ra) * L.tensors[L.tensors[op.ins[k]].base].row_bytes)
                     rd += (rb - ra) * _io_row(L, op.ins[k])
                 need.append(("in%d" % k, mx))
+                b = L.tensors[op.ins[k]].base
+                per[b] = per.get(b, 0) + rd - rd0
             if not exact:
                 rd = rd * nb // max(1, len(bands))
             if weighted:
@@ -152,6 +157,7 @@ def _tile_op(plan, op, avail, exact=False):
                 opl.band_rows, opl.n_bands, opl.group, opl.n_groups = r, nb, g, ng
                 opl.read, opl.written, opl.tiles = rd, wr, tiles
                 opl.need = need
+                opl.in_reads = per
                 opl.scratch = size
                 best = (cost, opl)
             break   # larger r fits first; smaller r only costs more for this g
@@ -332,6 +338,13 @@ def _finish(plan, plans):
     plan.ops = plans
     plan.n_tiles = tile
     plan.peak = peak
+    # IO accounting (docs/design.md): the floor a device with unlimited SRAM would move, and the spills.
+    inp, outp = L.tensors[L.input], L.tensors[L.output]
+    plan.weight_bytes = sum(payload_len(o.op, min(o.group, len(o.op.mult) - c0))
+                            for o in plans if o.op.kind in _WEIGHTED for c0 in range(0, len(o.op.mult), o.group))
+    plan.io_min = plan.weight_bytes + inp.nbytes + outp.nbytes
+    plan.spill_bytes = sum(n for o in plans for b, n in o.in_reads.items() if plan.kind[b] == F.T_SPILL)
+    plan.spill_bytes += sum(o.written for o in plans if plan.kind[L.tensors[o.op.out].base] == F.T_SPILL)
 
 
 def op_macs(op, L):

@@ -1,0 +1,183 @@
+"""`tileswap bench`: every speed and memory figure of docs/benchmarks.md, measured side by side in one run.
+
+Sections (each a function returning JSON-ready rows; `bench()` runs the chosen ones and writes
+docs/benchmarks.md, generated and never hand-edited, plus the raw figures as JSON):
+- zoo:     each zoo model at each budget: compile time, peak SRAM, tiles, io_amplification, bit-exactness
+           (every intermediate tensor vs TFLite's reference kernels, the output vs TFLite Micro), and
+           TFLite Micro's arena for the same model;
+- latency: one MobileNetV2 inference: the emulator (out of core, CRC + MAC + AES on) vs TFLite Micro,
+           TFLite's reference kernels and TFLite's default CPU path (XNNPACK);
+- heap:    the smallest MicroPython heap (`-X heapsize`) each example runs in, found by bisection;
+- viper:   MACs/s of the viper kernels on MicroPython beside the C kernels;
+- hil:     PUT_IMAGE throughput over a pseudo-terminal beside the raw pty throughput.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from .errors import HostError
+
+SECTIONS = ("zoo", "latency", "heap", "viper", "hil")
+BUDGETS = (16 * 1024, 32 * 1024, 64 * 1024, 128 * 1024, 256 * 1024)
+KEY = bytes(range(32))          # benchmark images only; never a user's key
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DIGITS = os.path.join(ROOT, "examples", "digits", "digits_int8.tflite")
+
+
+def zoo_model(name, cache_dir, progress=None):
+    """The zoo model's .tflite bytes, built once and cached by the zoo source's hash."""
+    from ..tiler import zoo
+    with open(zoo.__file__, "rb") as f:
+        tag = hashlib.sha256(f.read()).hexdigest()[:12]
+    path = os.path.join(cache_dir, "%s-%s.tflite" % (name, tag))
+    if not os.path.exists(path):
+        os.makedirs(cache_dir, exist_ok=True)
+        data = zoo.build(name, progress=progress)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def tflm_arena(model):
+    from .oracle import Micro
+    return Micro(model, arena_size=256 << 20).arena_bytes()
+
+
+def zoo_rows(models, budgets, cache_dir, log):
+    from ..tiler import TilerError
+    from ..tiler.compile import compile_model
+    from .inspect import plan_info
+    from .verify import verify
+    rows = []
+    for name in models:
+        log("building %s" % name)
+        if name == "digits":
+            with open(DIGITS, "rb") as f:
+                model = f.read()
+        else:
+            model = zoo_model(name, cache_dir)
+        arena = tflm_arena(model)
+        for b in budgets:
+            log("  %s at %d bytes" % (name, b))
+            row = dict(model=name, budget=b, tflm_arena=arena)
+            t = time.perf_counter()
+            try:
+                image, plan = compile_model(model, sram=b, key=KEY)
+            except TilerError as e:
+                row.update(compiled=False, error=str(e))
+                rows.append(row)
+                continue
+            row["compile_s"] = round(time.perf_counter() - t, 2)
+            info = plan_info(image, KEY)
+            for k in ("peak_sram", "min_sram", "tiles", "io_read_bytes", "io_write_bytes", "io_min_bytes",
+                      "spill_bytes", "io_amplification", "macs"):
+                row[k] = info[k]
+            res = verify(model, image, KEY, inputs=1, seed=b)
+            row.update(compiled=True, bit_exact=res["bit_exact"], tensors_compared=res["tensors_compared"],
+                       tflm_output_bit_exact=res["tflm_output_bit_exact"])
+            rows.append(row)
+    return rows
+
+
+def _median_time(fn, n=3):
+    fn()
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def latency_rows(cache_dir, log, budget=64 * 1024):
+    import tensorflow as tf
+    from ..tiler.compile import compile_model
+    from .emulator import Emulator
+    from .oracle import Micro, Reference
+    log("latency: mobilenet_v2 at %d bytes" % budget)
+    model = zoo_model("mobilenet_v2", cache_dir)
+    image, _ = compile_model(model, sram=budget, key=KEY)
+    x = np.random.default_rng(0).integers(-128, 128, (1, 224, 224, 3)).astype(np.int8)
+    emu = Emulator(image, KEY)
+    micro = Micro(model)
+    ref = Reference(model)
+    fast = tf.lite.Interpreter(model_content=model, num_threads=os.cpu_count())
+    fast.allocate_tensors()
+    fin = fast.get_input_details()[0]["index"]
+
+    def run_fast():
+        fast.set_tensor(fin, x)
+        fast.invoke()
+
+    rows = [dict(runtime="tileswap emulator (out of core, %d KiB, CRC+MAC+AES, C kernels)" % (budget // 1024),
+                 seconds=_median_time(lambda: emu.run(x[0]))),
+            dict(runtime="TFLite Micro (in core, arena %d bytes)" % micro.arena_bytes(),
+                 seconds=_median_time(lambda: micro.run(x))),
+            dict(runtime="TFLite reference kernels (BUILTIN_REF)", seconds=_median_time(lambda: ref.run(x))),
+            dict(runtime="TFLite default CPU kernels (XNNPACK, %d threads)" % os.cpu_count(),
+                 seconds=_median_time(run_fast, n=20))]
+    emu.close()
+    return rows
+
+
+def heap_rows(log):
+    """Smallest -X heapsize (KiB granularity) at which each example runs on MicroPython."""
+    from ..tiler.compile import compile_model
+    from .micropython import run_micropython
+    out = []
+    with open(DIGITS, "rb") as f:
+        model = f.read()
+    for budget in (4096,):
+        image, _ = compile_model(model, sram=budget, key=KEY)
+        x = np.zeros(64, np.int8).tobytes()
+        lo, hi = 8, 512
+        while lo < hi:
+            mid = (lo + hi) // 2
+            log("heap: digits at %d KiB" % mid)
+            try:
+                run_micropython(image, KEY, [x], heap=mid * 1024)
+                hi = mid
+            except HostError:
+                lo = mid + 1
+        out.append(dict(model="digits", sram_budget=budget, min_heap_kib=lo))
+    return out
+
+
+def bench(*, sections=SECTIONS, models=("digits", "mobilenet_v2"), budgets=BUDGETS, md_path, json_path,
+          cache_dir, log=lambda s: None):
+    res = dict(machine=dict(python=platform.python_version(), processor=platform.processor() or platform.machine(),
+                            cpus=os.cpu_count()), date=time.strftime("%Y-%m-%d"))
+    if "zoo" in sections:
+        res["zoo"] = zoo_rows(models, budgets, cache_dir, log)
+    if "latency" in sections:
+        res["latency"] = latency_rows(cache_dir, log)
+    if "heap" in sections:
+        res["heap"] = heap_rows(log)
+    if "viper" in sections:
+        from .bench_viper import viper_macs_per_s
+        log("viper kernels on micropython")
+        res["viper"] = viper_macs_per_s()
+    if "hil" in sections:
+        from .hil import measure_throughput
+        log("hil throughput")
+        res["hil"] = measure_throughput()
+    from .bench_report import markdown
+    _write(json_path, json.dumps(res, indent=1, default=str))
+    _write(md_path, markdown(res))
+    return res
+
+
+def _write(path, text):
+    tmp = path + ".tmp%d" % os.getpid()
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -87,16 +87,16 @@ PM_C = const(0)        # channels
 PM_COUNT = const(1)    # elements averaged per channel (H * W)
 PM_IN_ZP = const(2)
 PM_OUT_ZP = const(3)
-PM_MULT = const(4)
-PM_SHIFT = const(5)
+PM_MULT = const(4)     # in_scale / out_scale with 1/count folded in, as TFLite does (tiler/quant.py)
+PM_SHIFT = const(5)    # ... and its exponent, >= -31
 PM_LEN = const(6)
 
 # SOFTMAX over the last axis (TFLite reference: gemmlowp fixed point, 5 integer bits for the differences)
 PS_N = const(0)             # length of the softmax axis
 PS_INPUT_MULT = const(1)    # input_beta_multiplier
 PS_INPUT_LSHIFT = const(2)  # input_beta_left_shift
-PS_DIFF_MIN = const(3)      # differences below this give 0
-PS_OUT_ZP = const(4)        # always -128 for int8 (scale 1/256)
+PS_DIFF_MIN = const(3)      # differences (x - row max) below this give 0
+PS_OUT_ZP = const(4)        # always -128 for int8 (scale 1/256); the kernels refuse anything else
 PS_LEN = const(5)
 
 # PAD (height and width only; rows above are the op record's pad_t)

@@ -28,8 +28,9 @@ def srdhm(a, b):
 
 
 def rdbpot(x, e):
-    """gemmlowp RoundingDivideByPOT: x / 2**e rounded to nearest, ties away from zero. e >= 32 (undefined
-    in TFLite; only reachable by a softmax sum of 2**28 or more) gives the exact answer, 0."""
+    """gemmlowp RoundingDivideByPOT: x / 2**e rounded to nearest, ties away from zero. e >= 32 gives 0, the
+    exact answer for the x >= 0 that reach it (a softmax row whose exps sum to 2**28 or more, e.g. 512
+    entries equal to the max: TFLite aborts on an assert there)."""
     if e >= 32:
         return 0
     mask = (1 << e) - 1
@@ -111,8 +112,16 @@ def _i8(buf, off, n):
     return np.frombuffer(buf, dtype=np.int8, count=n, offset=off).astype(np.int64)
 
 
-def _out(buf):
-    return np.frombuffer(buf, dtype=np.int8)  # a writable view for bytearray / writable memoryview
+def _out(buf, off, need):
+    """A writable int8 view of the caller's output, refusing a tile that would not fit."""
+    o = np.frombuffer(buf, dtype=np.int8)
+    if not o.flags.writeable or off < 0 or off + need > o.size:
+        raise ValueError(f"output: {need} bytes at offset {off} do not fit a writable buffer of {o.size}")
+    return o
+
+
+def _spatial_need(p, oh, g):
+    return ((oh - 1) * p[d.P_OUT_W] + p[d.P_OUT_W] - 1) * p[d.P_OUT_C] + g
 
 
 def _payload(wts, n_filter, g):
@@ -146,7 +155,7 @@ class Kernels:
         x = _i8(inp, in_off, in_h * in_w * in_c).reshape(in_h, in_w, in_c) - p[d.P_IN_ZP]
         filt, bias, mult, shift = _payload(wts, g * kh * kw * in_c, g)
         filt = filt.reshape(g, kh, kw, in_c)
-        o = _out(out)
+        o = _out(out, out_off, _spatial_need(p, oh, g))
         for oy in range(oh):
             for ox in range(out_w):
                 acc = np.array(bias, dtype=np.int64)
@@ -166,7 +175,7 @@ class Kernels:
         filt, bias, mult, shift = _payload(wts, kh * kw * g, g)
         filt = filt.reshape(kh, kw, g)
         src = [(c0 + k) // dm for k in range(g)]  # input channel of each output channel
-        o = _out(out)
+        o = _out(out, out_off, _spatial_need(p, oh, g))
         for oy in range(oh):
             for ox in range(out_w):
                 acc = np.array(bias, dtype=np.int64)
@@ -182,21 +191,22 @@ class Kernels:
         if c0 < 0 or c0 + g > in_c:
             raise ValueError("pool: channels out of range")
         x = _i8(inp, in_off, in_h * in_w * in_c).reshape(in_h, in_w, in_c)
-        o = _out(out)
+        o = _out(out, out_off, _spatial_need(p, oh, g))
         for oy in range(oh):
             for ox in range(out_w):
-                window = np.array([x[iy, ix, c0:c0 + g] for _, _, iy, ix in _taps(p, in_h, y0, oy, ox)])
-                if len(window) == 0:
-                    raise ValueError("pool: a window lies entirely in the padding")
+                window = [x[iy, ix, c0:c0 + g] for _, _, iy, ix in _taps(p, in_h, y0, oy, ox)]
                 for k in range(g):
-                    v = reduce([int(w) for w in window[:, k]])
+                    v = reduce([int(w[k]) for w in window])
                     o[out_off + (oy * out_w + ox) * out_c + k] = _clamp(v, p[d.P_ACT_MIN], p[d.P_ACT_MAX])
 
     def maxpool_s8(self, p, out, out_off, inp, in_off, in_h, y0, oh, c0, g):
-        self._pool(max, p, out, out_off, inp, in_off, in_h, y0, oh, c0, g)
+        # A window entirely in padding gives int8's lowest value, as TFLite's loop does.
+        self._pool(lambda values: max(values, default=-128), p, out, out_off, inp, in_off, in_h, y0, oh, c0, g)
 
     def avgpool_s8(self, p, out, out_off, inp, in_off, in_h, y0, oh, c0, g):
         def average(values):  # round half away from zero
+            if not values:
+                raise ValueError("avgpool_s8: a window lies entirely in the padding (TFLite refuses it)")
             s, n = sum(values), len(values)
             return (s + n // 2) // n if s > 0 else -((-s + n // 2) // n)
         self._pool(average, p, out, out_off, inp, in_off, in_h, y0, oh, c0, g)
@@ -207,7 +217,7 @@ class Kernels:
         x = _i8(inp, in_off, rows * n).reshape(rows, n) - p[d.PF_IN_ZP]
         filt, bias, mult, shift = _payload(wts, g * n, g)
         filt = filt.reshape(g, n)
-        o = _out(out)
+        o = _out(out, out_off, max(0, (rows - 1) * out_c + g))
         for r in range(rows):
             acc = filt @ x[r] + np.array(bias, dtype=np.int64)
             for k in range(g):
@@ -216,7 +226,7 @@ class Kernels:
 
     def add_s8(self, p, out, out_off, a, a_off, b, b_off, n):
         p = _p(p)
-        xa, xb, o = _i8(a, a_off, n), _i8(b, b_off, n), _out(out)
+        xa, xb, o = _i8(a, a_off, n), _i8(b, b_off, n), _out(out, out_off, n)
         ls = p[d.PA_LEFT_SHIFT]
         for i in range(n):
             sa = mbqm((int(xa[i]) - p[d.PA_IN1_ZP]) << ls, p[d.PA_M1], p[d.PA_S1])
@@ -226,7 +236,7 @@ class Kernels:
 
     def requant_s8(self, p, out, out_off, inp, in_off, n):
         p = _p(p)
-        x, o = _i8(inp, in_off, n), _out(out)
+        x, o = _i8(inp, in_off, n), _out(out, out_off, n)
         for i in range(n):
             v = mbqm(int(x[i]) - p[d.PR_IN_ZP], p[d.PR_MULT], p[d.PR_SHIFT]) + p[d.PR_OUT_ZP]
             o[out_off + i] = _clamp(v, -128, 127)
@@ -239,7 +249,7 @@ class Kernels:
     def mean_out_s8(self, p, out, out_off, acc):
         p = _p(p)
         c = p[d.PM_C]
-        s, o = np.frombuffer(acc, dtype="<i4", count=c), _out(out)
+        s, o = np.frombuffer(acc, dtype="<i4", count=c), _out(out, out_off, c)
         for k in range(c):
             diff = wrap32(int(s[k]) - p[d.PM_IN_ZP] * p[d.PM_COUNT])
             v = mbqm(diff, p[d.PM_MULT], p[d.PM_SHIFT]) + p[d.PM_OUT_ZP]
@@ -248,7 +258,7 @@ class Kernels:
     def softmax_s8(self, p, out, out_off, inp, in_off, rows):
         p = _p(p)
         n = p[d.PS_N]
-        x, o = _i8(inp, in_off, rows * n).reshape(rows, n), _out(out)
+        x, o = _i8(inp, in_off, rows * n).reshape(rows, n), _out(out, out_off, rows * n)
         for r in range(rows):
             row = softmax_row([int(v) for v in x[r]], p[d.PS_INPUT_MULT], p[d.PS_INPUT_LSHIFT], p[d.PS_DIFF_MIN])
             o[out_off + r * n:out_off + (r + 1) * n] = row

@@ -11,6 +11,7 @@ ffibuilder = FFI()
 ffibuilder.cdef("""
 typedef enum { TS_OK = 0, TS_ERR_ARG = 1 } ts_status;
 int32_t ts_mbqm(int32_t x, int32_t mult, int32_t shift);
+int32_t ts_mbqm_single(int32_t x, int32_t mult, int32_t shift);
 ts_status ts_conv_s8(const int32_t *p, int32_t y0, int32_t oh, int32_t g,
                      int32_t in_h, const int8_t *in, const int8_t *wts, int8_t *out);
 ts_status ts_dwconv_s8(const int32_t *p, int32_t y0, int32_t oh, int32_t c0, int32_t g,

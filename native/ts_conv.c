@@ -1,7 +1,5 @@
 /* CONV_2D and DEPTHWISE_CONV_2D tiles (TFLite reference_integer_ops::ConvPerChannel /
  * DepthwiseConvPerChannel), band convention and payload layout in ts_kernels.h. */
-#include <string.h>
-
 #include "ts_kernels.h"
 #include "ts_util.h"
 

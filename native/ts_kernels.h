@@ -109,7 +109,8 @@ static inline int32_t ts_srdhm(int32_t a, int32_t b)
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2**e rounded to nearest, ties away from zero; e in [0, 31].
- * e >= 32 (undefined in TFLite) returns the exact rounded quotient, 0. */
+ * e >= 32 returns 0 (the exact rounded quotient of a non-negative x); TFLite aborts there instead: it is
+ * reached only by a softmax row whose sum of exps is >= 2**28, e.g. 512 or more entries equal to the max. */
 static inline int32_t ts_rdbpot(int32_t x, int32_t e)
 {
     int32_t mask, rem, thr;

@@ -6,7 +6,7 @@
 
 #include "ts_kernels.h"
 
-/* Output channels a depthwise tile accumulates at once (stack scratch: 4 bytes each). */
+/* Channels a depthwise or pool tile accumulates at once (stack scratch: 4 bytes each). */
 #define TS_DW_CHUNK 64
 
 static inline int32_t ts_align4(int32_t n) { return (n + 3) & ~3; }

@@ -1,6 +1,6 @@
-"""Helpers for test_kernels.py: tiny single-op Keras models converted to full-integer int8 TFLite (cached per
-process), run with TFLite's reference kernels (the oracle), and the parameters tiler/quant.py derives from
-the same tensors."""
+"""Helpers for test_kernels.py: Keras models (from _kernel_models.py) converted to full-integer int8 TFLite
+(cached per process) and run with TFLite's reference kernels, the oracle; single ops cut out of them; and
+runners that rebuild an op's parameters with tiler/quant.py and run it with tileswap's kernels."""
 
 import functools
 import os
@@ -10,6 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.lite.python import schema_py_generated as schema  # noqa: E402
+
+from tileswap.tiler import quant  # noqa: E402
 
 ACT = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
 PAD = {0: "SAME", 1: "VALID"}
@@ -165,96 +167,6 @@ def with_guard(data, rng, before=5, after=3):
         bytes(rng.integers(0, 256, after, dtype=np.uint8)), before
 
 
-# Model builders: each returns (keras_model, calib, convert_kwargs); arguments are hashable for `model`.
-def _keras():
-    import keras
-    return keras, keras.layers, keras.initializers.RandomNormal(stddev=0.3)
-
-
-def conv_model(h, w, c, filters, k, strides, padding, dilation, act, positive=False):
-    keras, L, bias = _keras()
-    x = keras.Input((h, w, c), batch_size=1, name="in0")
-    y = L.Conv2D(filters, k, strides=strides, padding=padding, dilation_rate=dilation, activation=act,
-                 bias_initializer=bias)(x)
-    return keras.Model(x, y), [((1, h, w, c), 1.0, 4.0 if positive else 0.0)], {}
-
-
-def dwconv_model(h, w, c, dm, k, strides, padding, dilation, act):
-    keras, L, bias = _keras()
-    x = keras.Input((h, w, c), batch_size=1, name="in0")
-    y = L.DepthwiseConv2D(k, strides=strides, padding=padding, depth_multiplier=dm, dilation_rate=dilation,
-                          activation=act, bias_initializer=bias)(x)
-    return keras.Model(x, y), [((1, h, w, c), 1.0, 0.0)], {}
-
-
-def pool_model(kind, h, w, c, k, strides, padding):
-    keras, L, _ = _keras()
-    x = keras.Input((h, w, c), batch_size=1, name="in0")
-    layer = L.MaxPooling2D if kind == "max" else L.AveragePooling2D
-    return keras.Model(x, layer(k, strides=strides, padding=padding)(x)), [((1, h, w, c), 1.0, 0.0)], {}
-
-
-def fc_model(shape, units, act, per_channel=True):
-    keras, L, bias = _keras()
-    x = keras.Input(shape, batch_size=1, name="in0")
-    y = L.Dense(units, activation=act, bias_initializer=bias)(x)
-    return keras.Model(x, y), [((1,) + shape, 1.0, 0.0)], {"per_channel_dense": per_channel}
-
-
-def add_model(n, scale_a, scale_b, relu):
-    keras, L, _ = _keras()
-    a, b = keras.Input((n,), batch_size=1, name="in0"), keras.Input((n,), batch_size=1, name="in1")
-    y = L.Add()([a, b])
-    if relu:
-        y = L.ReLU()(y)
-    return keras.Model([a, b], y), [((1, n), scale_a, 0.0), ((1, n), scale_b, 0.0)], {}
-
-
-def softmax_concat_model(n, m, other_scale, logit_scale=3.0):
-    """SOFTMAX (output scale 1/256) concatenated with a tensor of another scale: the converter inserts
-    QUANTIZE int8 -> int8 after the softmax (scaling up when the concatenation's range is the smaller)."""
-    keras, L, _ = _keras()
-    a, b = keras.Input((n,), batch_size=1, name="in0"), keras.Input((m,), batch_size=1, name="in1")
-    y = L.Concatenate()([L.Softmax()(a), b])
-    return keras.Model([a, b], y), [((1, n), logit_scale, 0.0), ((1, m), other_scale, 0.0)], {}
-
-
-def mean_model(h, w, c, keepdims, positive=False):
-    keras, L, _ = _keras()
-    x = keras.Input((h, w, c), batch_size=1, name="in0")
-    y = L.GlobalAveragePooling2D(keepdims=keepdims)(x)
-    return keras.Model(x, y), [((1, h, w, c), 1.0, 4.0 if positive else 0.0)], {}
-
-
-def softmax_model(shape, scale):
-    keras, L, _ = _keras()
-    x = keras.Input(shape, batch_size=1, name="in0")
-    return keras.Model(x, L.Softmax()(x)), [((1,) + shape, scale, 0.0)], {}
-
-
-def designed_model(kind, n, units, seed, per_channel=True):
-    """One FULLY_CONNECTED ("fc", n inputs), 1x1 CONV_2D ("conv", n input channels) or 3x3 'valid'
-    DEPTHWISE_CONV_2D ("dw", one output pixel, 9 taps) whose int8 weights are known integers (each
-    channel's max 127, one weight 1), so input rows can be solved for to give chosen accumulators."""
-    keras, L, bias = _keras()
-    rng = np.random.default_rng(seed)
-    steps = rng.uniform(0.002, 0.02, units) if per_channel else np.full(units, rng.uniform(0.002, 0.02))
-    taps = 9 if kind == "dw" else n
-    ints = rng.integers(-127, 128, (taps, units))
-    ints[0], ints[1] = 127, 1
-    kernel = ints * steps
-    if kind == "fc":
-        x, layer, shape = keras.Input((1, n), batch_size=1, name="in0"), L.Dense(units, bias_initializer=bias), (n, units)
-    elif kind == "conv":
-        x, shape = keras.Input((1, 1, n), batch_size=1, name="in0"), (1, 1, n, units)
-        layer = L.Conv2D(units, 1, bias_initializer=bias)
-    else:
-        x, shape = keras.Input((3, 3, units), batch_size=1, name="in0"), (3, 3, units, 1)
-        layer = L.DepthwiseConv2D(3, bias_initializer=bias)
-    y = layer(x)
-    layer.set_weights([kernel.reshape(shape).astype(np.float32), layer.get_weights()[1]])
-    return keras.Model(x, y), [((1,) + tuple(x.shape[1:]), rng.uniform(0.5, 3.0), 0.0)], \
-        {"per_channel_dense": per_channel}
 
 
 def isolate(tflite, name):
@@ -288,29 +200,111 @@ def run_isolated(tflite, inputs):
     return it.get_tensor(out["index"]), it.get_input_details(), out
 
 
-def mbqm_single_np(x, mult, shift):
-    """The single-rounding 64-bit MultiplyByQuantizedMultiplier over an int64 numpy array."""
-    return (np.asarray(x, dtype=np.int64) * mult + (1 << (30 - shift))) >> (31 - shift)
+# Runners: rebuild an op's parameters with tiler/quant.py from its TFLite tensors and run it with a
+# tileswap Kernels object; they return the output bytes.
+
+def run_spatial(kern, op, *, bands=None, group=None, seed=0):
+    """Run a spatial op tile by tile (row bands x channel groups, shuffled); returns the output bytes."""
+    rng = np.random.default_rng(seed)
+    x, y, o = op.inputs[0], op.outputs[0], op.options
+    _, H, W, C = x.shape
+    _, OH, OW, OC = y.shape
+    if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        w, b = op.inputs[1], op.inputs[2]
+        kh, kw, dh, dw = w.shape[1], w.shape[2], o.dilationHFactor, o.dilationWFactor
+        bias = b.data if b is not None else np.zeros(OC, np.int32)
+        mult, shift = (np.resize(a, OC) for a in quant.per_channel_requant(x.scale, w.scales, y.scale))
+    else:
+        kh, kw, dh, dw = o.filterHeight, o.filterWidth, 1, 1
+    assert quant.padding(in_size=H, k=kh, stride=o.strideH, dilation=dh, mode=PAD[o.padding])[0] == OH
+    pad_t = quant.padding(in_size=H, k=kh, stride=o.strideH, dilation=dh, mode=PAD[o.padding])[1]
+    ow, pad_l = quant.padding(in_size=W, k=kw, stride=o.strideW, dilation=dw, mode=PAD[o.padding])
+    assert ow == OW
+    geom = dict(in_w=W, in_c=C, out_w=OW, kh=kh, kw=kw, sh=o.strideH, sw=o.strideW, pad_l=pad_l)
+    if op.name == "CONV_2D":
+        p = quant.conv_params(out_c=OC, dh=dh, dw=dw, in_zp=x.zp, out_zp=y.zp, out_scale=y.scale,
+                              fused=op.fused, **geom)
+    elif op.name == "DEPTHWISE_CONV_2D":
+        p = quant.dwconv_params(dh=dh, dw=dw, in_zp=x.zp, out_zp=y.zp, out_scale=y.scale, fused=op.fused,
+                                dm=o.depthMultiplier, **geom)
+    else:
+        assert (x.scale, x.zp) == (y.scale, y.zp)
+        p = quant.pool_params(zp=y.zp, out_scale=y.scale, fused=op.fused, **geom)
+    step = group or OC
+    tiles = [(r0, r1, c0, min(step, OC - c0)) for r0, r1 in band_rows(OH, bands or [OH])
+             for c0 in range(0, OC, step)]
+    rng.shuffle(tiles)
+    out = bytearray(OH * OW * OC)
+    xs = x.data.reshape(H, W, C)
+    for r0, r1, c0, g in tiles:
+        b0, b1, y0 = in_band(r0, r1, sh=o.strideH, dh=dh, kh=kh, pad_t=pad_t, in_h=H)
+        band, off = with_guard(xs[b0:b1].tobytes(), rng)
+        args = (p, out, (r0 * OW) * OC + c0, band, off, b1 - b0, y0, r1 - r0)
+        if op.name == "CONV_2D":
+            pay = quant.pack_weights_payload(w.data[c0:c0 + g], bias[c0:c0 + g], mult[c0:c0 + g], shift[c0:c0 + g])
+            kern.conv_s8(*args, pay, g)
+        elif op.name == "DEPTHWISE_CONV_2D":
+            pay = quant.pack_weights_payload(w.data[0, :, :, c0:c0 + g], bias[c0:c0 + g], mult[c0:c0 + g],
+                                             shift[c0:c0 + g])
+            kern.dwconv_s8(*args, pay, c0, g)
+        else:
+            getattr(kern, "maxpool_s8" if op.name == "MAX_POOL_2D" else "avgpool_s8")(*args, c0, g)
+    return out
 
 
-def mbqm_np(x, mult, shift):
-    """MultiplyByQuantizedMultiplier (double rounding) over an int64 numpy array (|x << shift| < 2**31)."""
-    x = np.asarray(x, dtype=np.int64) << max(shift, 0)
-    v = x * mult
-    v = v + np.where(v >= 0, 1 << 30, 1 - (1 << 30))
-    q = np.where(v >= 0, v >> 31, -((-v) >> 31))
-    mask = (1 << max(-shift, 0)) - 1
-    return (q >> max(-shift, 0)) + ((q & mask) > (mask >> 1) + (q < 0))
+def run_fc(kern, op, group=None):
+    x, w, b, y = op.inputs[0], op.inputs[1], op.inputs[2], op.outputs[0]
+    OC, n = w.shape
+    rows = x.data.size // n
+    bias = b.data if b is not None else np.zeros(OC, np.int32)
+    mult, shift = quant.fc_requant(x.scale, w.scales, y.scale, out_c=OC)
+    p = quant.fc_params(n=n, out_c=OC, in_zp=x.zp, out_zp=y.zp, out_scale=y.scale, fused=op.fused)
+    out = bytearray(rows * OC)
+    inp, off = with_guard(x.data.tobytes(), np.random.default_rng(0))
+    for c0 in range(0, OC, group or OC):
+        g = min(group or OC, OC - c0)
+        pay = quant.pack_weights_payload(w.data[c0:c0 + g], bias[c0:c0 + g], mult[c0:c0 + g], shift[c0:c0 + g])
+        kern.fc_s8(p, out, c0, inp, off, rows, pay, g)
+    return out
 
 
-def solve_row(w, bias, target, zp):
-    """An int8 row x with bias + sum w * (x - zp) == target, using the weight of magnitude 1 last."""
-    lo, hi = -128 - zp, 127 - zp
-    u, rest = np.zeros(len(w), np.int64), int(target) - int(bias)
-    one = int(np.flatnonzero(np.abs(w) == 1)[0])
-    for i in sorted(range(len(w)), key=lambda i: -abs(int(w[i]))):
-        if i != one and w[i]:
-            u[i] = min(hi, max(lo, int(rest / int(w[i]))))
-            rest -= int(w[i]) * int(u[i])
-    u[one] = rest * int(w[one])
-    return (u + zp).astype(np.int8) if lo <= u[one] <= hi else None
+def run_add(kern, op, pieces=2):
+    a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    p = quant.add_params(in1_scale=a.scale, in1_zp=a.zp, in2_scale=b.scale, in2_zp=b.zp, out_scale=y.scale,
+                         out_zp=y.zp, fused=op.fused)
+    n = y.data.size
+    out = bytearray(n)
+    for i0, i1 in band_rows(n, [-(-n // pieces)]):
+        kern.add_s8(p, out, i0, a.data.tobytes(), i0, b.data.tobytes(), i0, i1 - i0)
+    return out
+
+
+def run_requant(kern, op):
+    x, y = op.inputs[0], op.outputs[0]
+    p = quant.requant_params(in_scale=x.scale, in_zp=x.zp, out_scale=y.scale, out_zp=y.zp)
+    out = bytearray(y.data.size)
+    kern.requant_s8(p, out, 0, x.data.tobytes(), 0, y.data.size)
+    return out
+
+
+def run_mean(kern, op, band=2):
+    x, y = op.inputs[0], op.outputs[0]
+    _, H, W, C = x.shape
+    p = quant.mean_params(c=C, count=H * W, in_scale=x.scale, in_zp=x.zp, out_scale=y.scale, out_zp=y.zp)
+    acc = bytearray(4 * C)
+    for r0, r1 in band_rows(H, [band]):
+        data, off = with_guard(x.data[0, r0:r1].tobytes(), np.random.default_rng(r0))
+        kern.mean_acc_s8(acc, data, off, (r1 - r0) * W, C)
+    out = bytearray(C)
+    kern.mean_out_s8(p, out, 0, acc)
+    return out
+
+
+def run_softmax(kern, op):
+    x, y = op.inputs[0], op.outputs[0]
+    n = x.shape[-1]
+    p = quant.softmax_params(n=n, in_scale=x.scale, beta=op.options.beta, out_scale=y.scale, out_zp=y.zp)
+    out = bytearray(y.data.size)
+    inp, off = with_guard(x.data.tobytes(), np.random.default_rng(1))
+    kern.softmax_s8(p, out, 0, inp, off, x.data.size // n)
+    return out

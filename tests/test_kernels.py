@@ -11,62 +11,13 @@ import pytest
 from tileswap.host import kernels_ref, native
 from tileswap.tiler import quant
 
-from _kernel_cases import (PAD, add_model, assert_same, band_rows, conv_model, designed_model, dwconv_model,
-                           fc_model, in_band, isolate, mbqm_np, mbqm_single_np, mean_model, model, run_isolated,
-                           solve_row, op_named, pool_model, random_inputs, softmax_concat_model,
-                           softmax_model, with_guard)
+from _kernel_cases import (assert_same, isolate, model, op_named, random_inputs, run_add, run_fc, run_isolated,
+                           run_mean, run_requant, run_softmax, run_spatial)
+from _kernel_models import (add_model, conv_model, designed_model, dwconv_model, fc_model, mbqm_np, mbqm_single_np,
+                            mean_model, pool_model, softmax_concat_model, softmax_model, solve_row)
 
 IMPLS = {"c": native.Kernels(), "ref": kernels_ref.Kernels()}
 impls = pytest.mark.parametrize("impl", sorted(IMPLS))
-
-
-def run_spatial(kern, op, *, bands=None, group=None, seed=0):
-    """Run a spatial op tile by tile (row bands x channel groups, shuffled); returns the output bytes."""
-    rng = np.random.default_rng(seed)
-    x, y, o = op.inputs[0], op.outputs[0], op.options
-    _, H, W, C = x.shape
-    _, OH, OW, OC = y.shape
-    if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-        w, b = op.inputs[1], op.inputs[2]
-        kh, kw, dh, dw = w.shape[1], w.shape[2], o.dilationHFactor, o.dilationWFactor
-        bias = b.data if b is not None else np.zeros(OC, np.int32)
-        mult, shift = (np.resize(a, OC) for a in quant.per_channel_requant(x.scale, w.scales, y.scale))
-    else:
-        kh, kw, dh, dw = o.filterHeight, o.filterWidth, 1, 1
-    assert quant.padding(in_size=H, k=kh, stride=o.strideH, dilation=dh, mode=PAD[o.padding])[0] == OH
-    pad_t = quant.padding(in_size=H, k=kh, stride=o.strideH, dilation=dh, mode=PAD[o.padding])[1]
-    ow, pad_l = quant.padding(in_size=W, k=kw, stride=o.strideW, dilation=dw, mode=PAD[o.padding])
-    assert ow == OW
-    geom = dict(in_w=W, in_c=C, out_w=OW, kh=kh, kw=kw, sh=o.strideH, sw=o.strideW, pad_l=pad_l)
-    if op.name == "CONV_2D":
-        p = quant.conv_params(out_c=OC, dh=dh, dw=dw, in_zp=x.zp, out_zp=y.zp, out_scale=y.scale,
-                              fused=op.fused, **geom)
-    elif op.name == "DEPTHWISE_CONV_2D":
-        p = quant.dwconv_params(dh=dh, dw=dw, in_zp=x.zp, out_zp=y.zp, out_scale=y.scale, fused=op.fused,
-                                dm=o.depthMultiplier, **geom)
-    else:
-        assert (x.scale, x.zp) == (y.scale, y.zp)
-        p = quant.pool_params(zp=y.zp, out_scale=y.scale, fused=op.fused, **geom)
-    step = group or OC
-    tiles = [(r0, r1, c0, min(step, OC - c0)) for r0, r1 in band_rows(OH, bands or [OH])
-             for c0 in range(0, OC, step)]
-    rng.shuffle(tiles)
-    out = bytearray(OH * OW * OC)
-    xs = x.data.reshape(H, W, C)
-    for r0, r1, c0, g in tiles:
-        b0, b1, y0 = in_band(r0, r1, sh=o.strideH, dh=dh, kh=kh, pad_t=pad_t, in_h=H)
-        band, off = with_guard(xs[b0:b1].tobytes(), rng)
-        args = (p, out, (r0 * OW) * OC + c0, band, off, b1 - b0, y0, r1 - r0)
-        if op.name == "CONV_2D":
-            pay = quant.pack_weights_payload(w.data[c0:c0 + g], bias[c0:c0 + g], mult[c0:c0 + g], shift[c0:c0 + g])
-            kern.conv_s8(*args, pay, g)
-        elif op.name == "DEPTHWISE_CONV_2D":
-            pay = quant.pack_weights_payload(w.data[0, :, :, c0:c0 + g], bias[c0:c0 + g], mult[c0:c0 + g],
-                                             shift[c0:c0 + g])
-            kern.dwconv_s8(*args, pay, c0, g)
-        else:
-            getattr(kern, "maxpool_s8" if op.name == "MAX_POOL_2D" else "avgpool_s8")(*args, c0, g)
-    return out
 
 
 def check_op(builder, case, name, kern, run, *, seeds=(0, 1), full_range=False, **kw):
@@ -152,22 +103,6 @@ def test_conv_saturates(impl):
     assert op.fused == "RELU6" and (y.data.min(), y.data.max()) == quant.activation_range("RELU6", y.scale, y.zp)
 
 
-def run_fc(kern, op, group=None):
-    x, w, b, y = op.inputs[0], op.inputs[1], op.inputs[2], op.outputs[0]
-    OC, n = w.shape
-    rows = x.data.size // n
-    bias = b.data if b is not None else np.zeros(OC, np.int32)
-    mult, shift = quant.fc_requant(x.scale, w.scales, y.scale, out_c=OC)
-    p = quant.fc_params(n=n, out_c=OC, in_zp=x.zp, out_zp=y.zp, out_scale=y.scale, fused=op.fused)
-    out = bytearray(rows * OC)
-    inp, off = with_guard(x.data.tobytes(), np.random.default_rng(0))
-    for c0 in range(0, OC, group or OC):
-        g = min(group or OC, OC - c0)
-        pay = quant.pack_weights_payload(w.data[c0:c0 + g], bias[c0:c0 + g], mult[c0:c0 + g], shift[c0:c0 + g])
-        kern.fc_s8(p, out, c0, inp, off, rows, pay, g)
-    return out
-
-
 @impls
 @pytest.mark.parametrize("case,group", [(((13,), 7, "relu"), None), (((3, 9), 5, None), 2),
                                         (((16,), 6, None, False), 4)], ids=str)
@@ -175,30 +110,11 @@ def test_fc(impl, case, group):
     check_op(fc_model, case, "FULLY_CONNECTED", IMPLS[impl], run_fc, group=group, seeds=range(4))
 
 
-def run_add(kern, op, pieces=2):
-    a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
-    p = quant.add_params(in1_scale=a.scale, in1_zp=a.zp, in2_scale=b.scale, in2_zp=b.zp, out_scale=y.scale,
-                         out_zp=y.zp, fused=op.fused)
-    n = y.data.size
-    out = bytearray(n)
-    for i0, i1 in band_rows(n, [-(-n // pieces)]):
-        kern.add_s8(p, out, i0, a.data.tobytes(), i0, b.data.tobytes(), i0, i1 - i0)
-    return out
-
-
 @impls
 @pytest.mark.parametrize("case", [(24, 1.0, 5.0, True), (17, 3.0, 0.2, False)], ids=str)
 def test_add(impl, case):
     op = check_op(add_model, case, "ADD", IMPLS[impl], run_add, seeds=(0, 1, 2))
     assert op.inputs[0].scale != op.inputs[1].scale
-
-
-def run_requant(kern, op):
-    x, y = op.inputs[0], op.outputs[0]
-    p = quant.requant_params(in_scale=x.scale, in_zp=x.zp, out_scale=y.scale, out_zp=y.zp)
-    out = bytearray(y.data.size)
-    kern.requant_s8(p, out, 0, x.data.tobytes(), 0, y.data.size)
-    return out
 
 
 @impls
@@ -209,34 +125,11 @@ def test_quantize(impl, case):
     check_op(softmax_concat_model, case, "QUANTIZE", IMPLS[impl], run_requant, seeds=(5,), full_range=True)
 
 
-def run_mean(kern, op, band=2):
-    x, y = op.inputs[0], op.outputs[0]
-    _, H, W, C = x.shape
-    p = quant.mean_params(c=C, count=H * W, in_scale=x.scale, in_zp=x.zp, out_scale=y.scale, out_zp=y.zp)
-    acc = bytearray(4 * C)
-    for r0, r1 in band_rows(H, [band]):
-        data, off = with_guard(x.data[0, r0:r1].tobytes(), np.random.default_rng(r0))
-        kern.mean_acc_s8(acc, data, off, (r1 - r0) * W, C)
-    out = bytearray(C)
-    kern.mean_out_s8(p, out, 0, acc)
-    return out
-
-
 @impls
 @pytest.mark.parametrize("case", [(5, 6, 7, False), (7, 7, 3, True), (4, 4, 5, False, True), (12, 11, 3, False)],
                          ids=str)
 def test_mean(impl, case):
     check_op(mean_model, case, "MEAN", IMPLS[impl], run_mean, seeds=(0, 1, 2))
-
-
-def run_softmax(kern, op):
-    x, y = op.inputs[0], op.outputs[0]
-    n = x.shape[-1]
-    p = quant.softmax_params(n=n, in_scale=x.scale, beta=op.options.beta, out_scale=y.scale, out_zp=y.zp)
-    out = bytearray(y.data.size)
-    inp, off = with_guard(x.data.tobytes(), np.random.default_rng(1))
-    kern.softmax_s8(p, out, 0, inp, off, x.data.size // n)
-    return out
 
 
 @impls

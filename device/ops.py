@@ -89,15 +89,32 @@ def run_chain(rt, members):
             for m in range(len(op.ins)):
                 if op.ins[m] == prev:
                     lo[j - 1], hi[j - 1] = in_rows(op.kind, op.p, op.pad_t, rt.T[prev][3], lo[j], hi[j])
-        for j in range(n):
+        lastb = band == last.op.n_bands - 1
+        j = 0
+        while j < n:
+            st = sts[j]
+            if st.op.flags & F.OPF_SPLIT_OUT:       # a convolution feeding a depthwise, group by group
+                dst = sts[j + 1]
+                for g0 in range(0, st.cout, st.op.group):
+                    if hi[j] > lo[j]:
+                        run_band(rt, st, lo[j], hi[j], lastb, g0)
+                    if hi[j + 1] > lo[j + 1]:
+                        run_band(rt, dst, lo[j + 1], hi[j + 1], lastb, g0)
+                    if rt.on_rows is not None and hi[j] > lo[j]:
+                        rt.on_rows(st.op.out, lo[j], hi[j], st.out[6], st.out[4] * st.op.group, g0)
+                if j + 1 < n - 1 and rt.on_rows is not None and hi[j + 1] > lo[j + 1]:
+                    rt.on_rows(dst.op.out, lo[j + 1], hi[j + 1], dst.out[6], dst.orb, -1)
+                j += 2
+                continue
             if hi[j] > lo[j]:
-                run_band(rt, sts[j], lo[j], hi[j], band == last.op.n_bands - 1)
+                run_band(rt, st, lo[j], hi[j], lastb)
                 if j < n - 1 and rt.on_rows is not None:
-                    out = sts[j].out
-                    rt.on_rows(sts[j].op.out, lo[j], hi[j], out[6], sts[j].orb)
+                    rt.on_rows(st.op.out, lo[j], hi[j], st.out[6], st.orb, -1)
+            j += 1
 
 
-def run_band(rt, st, r0, r1, last_band):
+def run_band(rt, st, r0, r1, last_band, only=-1):
+    """Output rows [r0, r1) of one op; `only` >= 0: just the channel group starting there (split pairs)."""
     T = rt.T
     k = rt.k
     mv = rt.mv
@@ -113,9 +130,14 @@ def run_band(rt, st, r0, r1, last_band):
     for j in range(len(op.ins)):
         tid = op.ins[j]
         a, b = in_rows(kind, p, op.pad_t, T[tid][3], r0, r1)
-        offs.append(rt._fetch(tid, a, b, bufs[j]))
+        if op.flags & F.OPF_SPLIT_IN:      # the producer's buffer holds one group: rows of w * group bytes
+            t = T[tid]
+            offs.append(t[6] + (a - rt.chain_start[tid]) * t[4] * op.group)
+        else:
+            offs.append(rt._fetch(tid, a, b, bufs[j]))
         rows.append((a, b))
     where = out[0]
+    narrow = op.flags & F.OPF_SPLIT_OUT
     if kind == D.OP_MEAN:
         o_off = out[6] if where == F.T_ARENA else bufs[5]
     elif where == F.T_ARENA:
@@ -123,7 +145,7 @@ def run_band(rt, st, r0, r1, last_band):
     elif where == F.T_CHAIN:
         o_off = out[6]
         rt.chain_start[op.out] = r0
-        rt.arena.claim(op.out, o_off, (r1 - r0) * orb)
+        rt.arena.claim(op.out, o_off, (r1 - r0) * (out[4] * op.group if narrow else orb))
     else:
         o_off = rt.arena.claim(OUT_BAND, bufs[5], (r1 - r0) * orb if kind != D.OP_FC else out[3] * orb)
     stats = rt.stats
@@ -134,12 +156,17 @@ def run_band(rt, st, r0, r1, last_band):
         if st.weighted:
             cin = T[op.ins[0]][5]
             for g0 in range(0, cout, op.group):
+                if only >= 0 and g0 != only:
+                    continue
                 g = min(op.group, cout - g0)
                 if st.wts is None or op.n_groups > 1:
                     st.wts = rt._load_tile(op.first_tile + g0 // op.group, bufs[4], st.i)
                 if kind == D.OP_CONV:
-                    k.conv_s8(p, mv, o_off + g0, mv, offs[0], b - a, y0, oh, st.wts, g)
+                    k.conv_s8(p, mv, o_off + (0 if narrow else g0), mv, offs[0], b - a, y0, oh, st.wts, g)
                     stats["macs"] += oh * out[4] * g * p[D.P_KH] * p[D.P_KW] * cin
+                elif op.flags & F.OPF_SPLIT_IN:    # input channel k of the narrow buffer is channel g0 + k
+                    k.dwconv_s8(p, mv, o_off + g0, mv, offs[0], b - a, y0, oh, st.wts, 0, g)
+                    stats["macs"] += oh * out[4] * g * p[D.P_KH] * p[D.P_KW]
                 else:
                     k.dwconv_s8(p, mv, o_off + g0, mv, offs[0], b - a, y0, oh, st.wts, g0, g)
                     stats["macs"] += oh * out[4] * g * p[D.P_KH] * p[D.P_KW]
@@ -181,7 +208,9 @@ def run_band(rt, st, r0, r1, last_band):
         stats["tiles"] += 1
     if kind == D.OP_MEAN and last_band:
         k.mean_out_s8(p, mv, o_off, st.acc)
-    if where != F.T_ARENA and where != F.T_CHAIN:
+    if only >= 0 and only + op.group < cout:
+        pass                 # a split op's rows are complete (and spilled) only after its last group
+    elif where != F.T_ARENA and where != F.T_CHAIN:
         if kind == D.OP_MEAN:
             if last_band:
                 rt._write_row(op.out, 0, mv, o_off)

@@ -50,8 +50,9 @@ def verify(model_bytes, image, key, *, inputs=5, seed=0, kernel="c", tflm=True, 
 
     bands = {}            # fused-chain tensor id -> [(row0, row1, bytes)]: they only ever exist as bands
 
-    def on_rows(tid, lo, hi, off, rb):
-        bands.setdefault(tid, []).append((lo, hi, bytes(emu.rt.mv[off:off + (hi - lo) * rb])))
+    def on_rows(tid, lo, hi, off, rb, g0):
+        """A band of a fused tensor: rows lo..hi, all channels (g0 < 0) or the group from channel g0."""
+        bands.setdefault(tid, []).append((lo, hi, g0, rb, bytes(emu.rt.mv[off:off + (hi - lo) * rb])))
 
     emu = Emulator(image, key, kernel=kernel, on_tensor=on_tensor, card=card)
     emu.rt.on_rows = on_rows
@@ -72,13 +73,15 @@ def verify(model_bytes, image, key, *, inputs=5, seed=0, kernel="c", tflm=True, 
                 captured[t.id] = emu.rt.read_tensor(t.id)
             for tid, parts in bands.items():
                 t = L.tensors[tid]
-                want = ref.tensor(t.tfl).reshape(t.h, t.w * t.c)
+                full = ref.tensor(t.tfl).reshape(t.h, t.w, t.c)
                 seen = set()
-                for lo, hi, data in parts:      # recomputed halo rows are compared every time
-                    g = np.frombuffer(data, dtype=np.int8).reshape(hi - lo, t.w * t.c)
+                for lo, hi, g0, rb, data in parts:      # recomputed halo rows are compared every time
+                    gw = rb // t.w
+                    want = full[lo:hi] if g0 < 0 else full[lo:hi, :, g0:g0 + gw]
+                    g = np.frombuffer(data, dtype=np.int8).reshape(hi - lo, t.w, -1)[:, :, :want.shape[2]]
                     seen.update(range(lo, hi))
-                    if not np.array_equal(g, want[lo:hi]):
-                        m = _first_mismatch(g, want[lo:hi])
+                    if not np.array_equal(g, want):
+                        m = _first_mismatch(g, want)
                         m["index"] = (m["index"][0] + lo,) + tuple(m["index"][1:])
                         mismatches.append(dict(input=n, tensor=t.name + " (fused band)", tflite_index=t.tfl, **m))
                 compared += 1

@@ -105,62 +105,97 @@ def bands_of(plan, idxs, r):
     return res
 
 
+def _splittable(ops, j):
+    """ops[j] (a convolution) feeds ops[j+1] (a depthwise, multiplier 1): they can run by channel groups."""
+    return (j + 1 < len(ops) and ops[j].kind == D.OP_CONV and ops[j + 1].kind == D.OP_DWCONV
+            and ops[j + 1].geom.get("dm", 1) == 1)
+
+
 def tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=False):
-    """Member OpPlans for the chain with the largest band that fits `avail`, or None."""
+    """Member OpPlans for the chain with the largest band that fits `avail`, or None.
+
+    If no band fits, a convolution feeding a depthwise convolution is split into k channel groups: the
+    convolution computes one group into a narrow buffer and the depthwise consumes it at once (its
+    channels are independent), so the widest intermediate is never held at full width. The weight
+    tiles of split ops are read again for every band."""
     L = plan.L
     ops = [L.ops[i] for i in idxs]
     H = L.tensors[ops[-1].out].h
+    cands = [1] if probe else sorted({-(-H // k) for k in range(1, H + 1)}, reverse=True)
+    can_split = any(_splittable(ops, j) for j in range(len(ops)))
+    for k in ([1] + ([2, 3, 4, 6, 8, 12, 16, 24, 32] if can_split else [])):
+        for r in cands:
+            members = _members(plan, idxs, ops, r, k, payload_len, OpPlan)
+            if sum(m.scratch for m in members) <= avail:
+                return members
+    return None
+
+
+def _members(plan, idxs, ops, r, k, payload_len, OpPlan):
+    L = plan.L
     last_out = L.tensors[ops[-1].out]
     out_res = plan.kind.get(last_out.base) == F.T_ARENA
     chain_t = {op.out for op in ops[:-1]}
-    cands = sorted({-(-H // k) for k in range(1, H + 1)}, reverse=True)
-    if probe:
-        cands = [1]
-    for r in cands:
-        bands = bands_of(plan, idxs, r)
-        members = []
-        total = 0
-        for j, op in enumerate(ops):
-            need = []
-            rd = 0
-            per = {}
-            for k, t in enumerate(op.ins):
-                if t in chain_t:
-                    continue
-                base = L.tensors[L.tensors[t].base]
-                if plan.kind.get(base.id) == F.T_ARENA:
-                    continue
-                mx = 0
-                rd0 = rd
-                for rng in bands:
-                    a, b = S.in_rows(op.kind, op.p, op.geom.get("pad_t", 0), L.tensors[t].h, *rng[j])
-                    ra, rz = S.cover(L.tensors[t].row_bytes, base.row_bytes, a, b)
-                    mx = max(mx, (rz - ra) * base.row_bytes)
-                    rd += (rz - ra) * (base.row_bytes + F.TAG_LEN)
-                need.append(("in%d" % k, mx))
-                per[base.id] = per.get(base.id, 0) + rd - rd0
-            if op.kind in _WEIGHTED:
-                w = payload_len(op, len(op.mult))
-                need.append(("w", w))
-                rd += w + F.TILE_SIZE
-            t = L.tensors[op.out]
-            if j < len(ops) - 1:
-                need.append(("chain", max(rng[j][1] - rng[j][0] for rng in bands) * t.row_bytes))
-            elif not out_res:
-                need.append(("out", r * t.row_bytes))
-            opl = OpPlan(op)
-            opl.need = need
-            opl.in_reads = per
-            opl.scratch = sum(_al(s) for _, s in need)
-            opl.band_rows, opl.n_bands = r, len(bands)
-            opl.group, opl.n_groups = (len(op.mult), 1) if op.kind in _WEIGHTED else (t.c, 1)
-            opl.read = rd
-            opl.written = t.h * (t.row_bytes + F.TAG_LEN) if j == len(ops) - 1 and not out_res else 0
-            opl.tiles = sum(1 for rng in bands if rng[j][1] > rng[j][0])
-            opl.macs = sum((rng[j][1] - rng[j][0]) for rng in bands) * _row_macs(op, L)
-            opl.chained = j < len(ops) - 1
-            total += opl.scratch
-            members.append(opl)
-        if total <= avail:
-            return members
-    return None
+    bands = bands_of(plan, idxs, r)
+    nb = len(bands)
+    split = set()
+    if k > 1:
+        for j in range(len(ops)):
+            if _splittable(ops, j) and j not in split and j - 1 not in split:
+                split.add(j)
+    members = []
+    for j, op in enumerate(ops):
+        need = []
+        rd = 0
+        per = {}
+        for kk, t in enumerate(op.ins):
+            if t in chain_t:
+                continue
+            base = L.tensors[L.tensors[t].base]
+            if plan.kind.get(base.id) == F.T_ARENA:
+                continue
+            mx = 0
+            rd0 = rd
+            for rng in bands:
+                a, b = S.in_rows(op.kind, op.p, op.geom.get("pad_t", 0), L.tensors[t].h, *rng[j])
+                ra, rz = S.cover(L.tensors[t].row_bytes, base.row_bytes, a, b)
+                mx = max(mx, (rz - ra) * base.row_bytes)
+                rd += (rz - ra) * (base.row_bytes + F.TAG_LEN)
+            need.append(("in%d" % kk, mx))
+            per[base.id] = per.get(base.id, 0) + rd - rd0
+        t = L.tensors[op.out]
+        opl = OpPlan(op)
+        in_split = j in split or j - 1 in split
+        cout = len(op.mult) if op.kind in _WEIGHTED else t.c
+        g = -(-cout // k) if in_split else cout
+        ng = -(-cout // g)
+        if op.kind in _WEIGHTED:
+            need.append(("w", payload_len(op, g)))
+            wtotal = sum(payload_len(op, min(g, cout - c0)) for c0 in range(0, cout, g))
+            loads = nb * ng if ng > 1 else 1
+            rd += wtotal * (nb if ng > 1 else 1) + loads * F.TILE_SIZE
+        width = g if j in split else t.c          # a split convolution's buffer holds one group
+        if j < len(ops) - 1:
+            need.append(("chain", max(rng[j][1] - rng[j][0] for rng in bands) * t.w * width))
+        elif not out_res:
+            need.append(("out", r * t.row_bytes))
+        if j in split:
+            opl.p = list(op.p)
+            opl.p[D.P_OUT_C] = g
+            opl.split = "out"
+        elif j - 1 in split:
+            opl.p = list(op.p)
+            opl.p[D.P_IN_C] = g
+            opl.split = "in"
+        opl.need = need
+        opl.in_reads = per
+        opl.scratch = sum(_al(s_) for _, s_ in need)
+        opl.band_rows, opl.n_bands = r, nb
+        opl.group, opl.n_groups = g, ng
+        opl.read = rd
+        opl.written = t.h * (t.row_bytes + F.TAG_LEN) if j == len(ops) - 1 and not out_res else 0
+        opl.tiles = sum(1 for rng in bands if rng[j][1] > rng[j][0]) * ng
+        opl.macs = sum((rng[j][1] - rng[j][0]) for rng in bands) * _row_macs(op, L)
+        opl.chained = j < len(ops) - 1
+        members.append(opl)
+    return members

@@ -69,12 +69,13 @@ def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=No
         op = opl.op
         ins = list(op.ins) + [0xFFFF] * (4 - len(op.ins))
         pad_t = op.geom.get("pad_t", 0)
-        flags = F.OPF_CHAIN if opl.chained else 0
-        orec += struct.pack(F.OP_FMT, op.kind, len(op.ins), len(op.p), flags, op.out, *ins, opl.band_rows,
+        flags = (F.OPF_CHAIN if opl.chained else 0) | {"out": F.OPF_SPLIT_OUT, "in": F.OPF_SPLIT_IN}.get(opl.split, 0)
+        p = opl.p if opl.p is not None else op.p
+        orec += struct.pack(F.OP_FMT, op.kind, len(op.ins), len(p), flags, op.out, *ins, opl.band_rows,
                             opl.n_bands, opl.group, opl.n_groups, pad_t, opl.first_tile,
                             opl.top + opl.scratch, opl.read, opl.written, opl.macs)
         orec += struct.pack("<%dI" % F.N_BUFS, *[opl.bufs.get(n, (F.NO_BUF, 0))[0] for n in F.BUF_NAMES])
-        orec += struct.pack("<%di" % len(op.p), *op.p)
+        orec += struct.pack("<%di" % len(p), *p)
         if opl.first_tile != F.NO_BUF:
             cout = len(op.mult)
             for c0 in range(0, cout, opl.group):

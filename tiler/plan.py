@@ -62,6 +62,8 @@ class OpPlan:
         self.in_reads = {}      # base tensor -> bytes this op reads of it from the card
         self.in_chain = False   # member of a fused chain
         self.chained = False    # ... and not its last op: the next op consumes its output band by band
+        self.split = None       # "out": computes one channel group at a time for the next op ("in")
+        self.p = None           # parameters differing from the op's (a split op's narrow buffers)
 
 
 class Plan:
@@ -207,7 +209,7 @@ def _place(plan, live, resident):
     return offs
 
 
-def plan_model(L, budget):
+def plan_model(L, budget, *, _search=True):
     """Lowered model -> Plan within `budget` bytes; TilerError naming the op that cannot fit."""
     plan = Plan(L, budget)
     live = _live(L)
@@ -216,16 +218,19 @@ def plan_model(L, budget):
     for b in bases | {inb, outb}:
         plan.kind[b] = F.T_SPILL
     plan.kind[inb], plan.kind[outb] = F.T_INPUT, F.T_OUTPUT
-    # The minimum budget: every op tiled with all intermediates spilled.
+    # The minimum budget for every op on its own, all intermediates spilled. Below it, an op can still
+    # run inside a fused chain (tiler/fuse.py), whose intermediates never exist at full size.
     need = [(STAGING + min_scratch(plan, op), i) for i, op in enumerate(L.ops)]
     plan.min_sram = max(need)[0] if need else STAGING
-    if plan.min_sram > budget:
-        n, i = max(need)
-        op = L.ops[i]
-        raise TilerError("SRAM budget %d bytes is too small: op #%d %s (TFLite op #%d) needs at least %d bytes; "
-                         "the smallest budget that works for this model is --sram %d"
-                         % (budget, i, op.name, op.tfl_op, n, plan.min_sram))
     plan.chains = fuse.find_chains(plan, budget, _tile_chain)
+    chained = {i for c in plan.chains for i in c}
+    for n, i in sorted(need, reverse=True):
+        if n > budget and i not in chained:
+            op = L.ops[i]
+            raise TilerError("SRAM budget %d bytes is too small: op #%d %s (TFLite op #%d) needs at least %d bytes; "
+                             "the smallest budget that works for this model is --sram %d"
+                             % (budget, i, op.name, op.tfl_op, n, (_smallest(L, plan.min_sram) if _search else plan.min_sram)))
+    plan.min_sram = min(plan.min_sram, budget)
     chain_t = {L.ops[i].out for c in plan.chains for i in c[:-1]}
     for b in chain_t:
         plan.kind[b] = F.T_CHAIN
@@ -240,6 +245,11 @@ def plan_model(L, budget):
         span = next((c for c in plan.chains if c[0] == bad), [bad])
         touched = {L.tensors[t].base for j in span for t in L.ops[j].ins + [L.ops[j].out]}
         cands = [b for b in resident if any(live[b][0] <= j <= live[b][1] for j in span)]
+        if not cands and need[bad][0] > budget:
+            op = L.ops[bad]
+            raise TilerError("SRAM budget %d bytes is too small: op #%d %s (TFLite op #%d) does not fit even fused "
+                             "with its neighbours; the smallest budget that works for this model is --sram %d"
+                             % (budget, bad, op.name, op.tfl_op, (_smallest(L, plan.min_sram) if _search else plan.min_sram)))
         if not cands:          # a chain that only fits alone: run its ops one by one instead
             plan.chains = [c for c in plan.chains if bad not in c]
             for b in chain_t - {L.ops[i].out for c in plan.chains for i in c[:-1]}:
@@ -260,6 +270,20 @@ def plan_model(L, budget):
     plan.arena_off = offs
     _finish(plan, plans)
     return plan
+
+
+def _smallest(L, hi):
+    """The smallest budget (to 256 bytes) at which the whole model plans: bisection below `hi`, the
+    budget at which every op fits on its own."""
+    lo = STAGING
+    while hi - lo > 256:
+        mid = (lo + hi) // 2
+        try:
+            plan_model(L, mid, _search=False)
+            hi = mid
+        except TilerError:
+            lo = mid
+    return hi
 
 
 def _uses(L, b):

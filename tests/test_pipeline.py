@@ -82,3 +82,32 @@ def test_verify_catches_a_wrong_kernel(digits, key, monkeypatch):
     res = verify(digits, image, key, inputs=1, tflm=False)
     assert not res["bit_exact"] and res["mismatches"] >= 1
     assert res["first_mismatches"][0]["count"] >= 1
+
+
+def test_fused_chains_and_split_pairs_are_exercised(key):
+    """The inverted-residual case at a tight budget really runs fused chains with channel-split pairs
+    (so the zoo test above verifies them), and no tensor of the chains is spilled."""
+    from tileswap.device import format as F
+    tfl = model("inverted_residual")
+    for sram in (2304, 8192):
+        image, plan = compile_model(tfl, sram=sram, key=key)
+        assert plan.chains, sram
+        assert any(o.split == "out" for o in plan.ops), [o.split for o in plan.ops]
+        assert plan.peak <= sram
+        res = verify(tfl, image, key, inputs=2, seed=sram)
+        assert res["bit_exact"], res["first_mismatches"]
+        for c in plan.chains:
+            for i in c[:-1]:
+                assert plan.kind[plan.L.ops[i].out] == F.T_CHAIN
+
+
+def test_io_accounting(digits, key):
+    """io_min is the physical floor; with everything resident only tags and records are added to it."""
+    image, plan = compile_model(digits, sram=65536, key=key)
+    info = plan_info(image, key)
+    assert info["spill_bytes"] == 0
+    assert info["io_min_bytes"] == plan.weight_bytes + 64 + 10
+    assert 1.0 <= info["io_amplification"] < 1.2
+    image, plan = compile_model(digits, sram=min_budget(digits, key), key=key)
+    info = plan_info(image, key)
+    assert info["spill_bytes"] > 0 and info["io_amplification"] > 1.2

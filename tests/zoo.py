@@ -396,6 +396,20 @@ def mean_keepdims_conv():
     return _finish("mean_keepdims_conv", x, L.Conv2D(4, 1)(L.GlobalAveragePooling2D(keepdims=True)(x)))
 
 
+@case("CONV_2D", "DEPTHWISE_CONV_2D", "ADD")
+def inverted_residual():
+    """Two MobileNetV2 blocks on 16x16x8: 1x1 expand x6 (RELU6) -> 3x3 depthwise (stride 2, then 1) ->
+    1x1 project, the second with its residual ADD. At tight budgets the planner fuses them into
+    row-band chains and splits expand+depthwise by channel groups (tiler/fuse.py)."""
+    L, x = _start("inverted_residual", (16, 16, 8))
+    e = L.Conv2D(48, 1, activation="relu6")(x)
+    d = L.DepthwiseConv2D(3, strides=2, padding="same", activation="relu6")(e)
+    y = L.Conv2D(12, 1)(d)
+    e2 = L.Conv2D(72, 1, activation="relu6")(y)
+    d2 = L.DepthwiseConv2D(3, padding="same", activation="relu6")(e2)
+    return _finish("inverted_residual", x, L.Add()([y, L.Conv2D(12, 1)(d2)]))
+
+
 @case("PAD", "CONV_2D")
 def pad_asym_conv():
     """ZeroPadding2D(((1, 2), (2, 0))) -> PAD (fill = zero point), then a 3x3 'valid' CONV_2D.

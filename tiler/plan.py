@@ -227,8 +227,8 @@ def plan_model(L, budget, *, _search=True):
     for n, i in sorted(need, reverse=True):
         if n > budget and i not in chained:
             op = L.ops[i]
-            raise TilerError("SRAM budget %d bytes is too small: op #%d %s (TFLite op #%d) needs at least %d bytes; "
-                             "the smallest budget that works for this model is --sram %d"
+            raise TilerError("SRAM budget %d bytes is too small: op #%d %s (TFLite op #%d) needs %d bytes on its own "
+                             "and cannot be fused here; the smallest budget that works for this model is --sram %d"
                              % (budget, i, op.name, op.tfl_op, n, (_smallest(L, plan.min_sram) if _search else plan.min_sram)))
     plan.min_sram = min(plan.min_sram, budget)
     chain_t = {L.ops[i].out for c in plan.chains for i in c[:-1]}

@@ -84,15 +84,19 @@ def cmd_compile(a):
 def cmd_plan(a):
     from .inspect import plan_info
     from .keys import load_key
-    info = plan_info(read_file(a.image, "image"), load_key(a.key, required=False))
+    image = read_file(a.image, "image")
+    info = plan_info(image, load_key(a.key, required=False))
     if a.board or a.plot:
         from . import cost
         if a.board:
-            info = cost.extend_plan(info, a.board)
+            info = cost.extend_plan(info, a.board, image=image)
         if a.plot:
             cost.plot(info, a.plot)
     if a.json:
         print(json.dumps(info))
+        return
+    if a.board:
+        print(cost.table(info))
         return
     print("image %s  budget %d  peak SRAM %d  weights %d B  per inference: read %d B, written %d B, %d tiles, "
           "%d MACs%s" % (a.image, info["sram_budget"], info["peak_sram"], info["weight_bytes"],

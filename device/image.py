@@ -51,7 +51,9 @@ class Image:
             raise ImageError("malformed header (header_len %d, meta_block %d)" % (hd["header_len"], hd["meta_block"]))
         self.h = hd
         mblocks = F.blocks_for(hd["meta_len"])
-        if (hd["payload_block"] < 1 + mblocks or hd["spill_block"] != hd["payload_block"] + hd["payload_blocks"]
+        per = hd["erase_block"] // F.BLOCK
+        if (hd["payload_block"] < 1 + mblocks or hd["spill_block"] < hd["payload_block"] + hd["payload_blocks"]
+                or per < 1 or hd["spill_block"] % per or hd["spill_blocks"] % per
                 or hd["counter_block"] != hd["spill_block"] + hd["spill_blocks"]
                 or hd["total_blocks"] != hd["counter_block"] + hd["counter_blocks"] or hd["counter_blocks"] < 2
                 or hd["n_tiles"] * F.TILE_SIZE > hd["meta_len"]):

@@ -57,8 +57,23 @@ class Runtime:
 
     # ---- card I/O of rows and tiles -------------------------------------------------------------
     def _row_block(self, base, r):
+        """Logical block of row r in the spill ring (before rotation)."""
         t = self.T[base]
-        return self.img.h["spill_block"] + t[7] + r * t[8]
+        return t[7] + r * t[8]
+
+    def _spill_io(self, write, logical, mv):
+        """Read or write whole blocks at a logical ring position: the ring turns by one erase block per
+        inference, so the same row lands on a different erase block each time (wear levelling)."""
+        h = self.img.h
+        size = h["spill_blocks"]
+        per = h["erase_block"] // F.BLOCK
+        pos = (logical + self.n * per) % size
+        n = len(mv) // F.BLOCK
+        first = min(n, size - pos)
+        io = self.card.write if write else self.card.read
+        io(h["spill_block"] + pos, mv[0:first * F.BLOCK])
+        if first < n:
+            io(h["spill_block"], mv[first * F.BLOCK:n * F.BLOCK])
 
     def _read_row(self, base, r, dst, off):
         """Row r of a card-resident tensor into dst[off:], verified and decrypted. A failed tag is
@@ -72,15 +87,15 @@ class Runtime:
         nt = (tail + F.TAG_LEN + F.BLOCK - 1) // F.BLOCK
         for _ in range(_REREADS):
             if nfull:
-                self.card.read(blk, dst[off:off + nfull * F.BLOCK])
-            self.card.read(blk + nfull, st[0:nt * F.BLOCK])
+                self._spill_io(False, blk, dst[off:off + nfull * F.BLOCK])
+            self._spill_io(False, blk + nfull, st[0:nt * F.BLOCK])
             dst[off + nfull * F.BLOCK:off + rb] = st[0:tail]
             data = dst[off:off + rb]
             if C.eq(C.spill_tag(self.img.k_mac, base, self.n, r, data), bytes(st[tail:tail + F.TAG_LEN])):
                 break
             self.card.retries += 1
         else:
-            raise IntegrityError("tensor %d row %d (card blocks %d..%d) failed its MAC %d times: card error, "
+            raise IntegrityError("tensor %d row %d (spill ring blocks %d..%d) failed its MAC %d times: card error, "
                                  "tampering, or a stale spill" % (base, r, blk, blk + nfull + nt - 1, _REREADS))
         self.ctr(self.k_spill, C.spill_iv(base, self.n, r), data, rb)
         self.stats["bytes_read"] += rb + F.TAG_LEN
@@ -96,14 +111,14 @@ class Runtime:
         nfull = rb // F.BLOCK
         tail = rb - nfull * F.BLOCK
         if nfull:
-            self.card.write(blk, src[off:off + nfull * F.BLOCK])
+            self._spill_io(True, blk, src[off:off + nfull * F.BLOCK])
         st = self.mv
         nt = (tail + F.TAG_LEN + F.BLOCK - 1) // F.BLOCK
         st[0:tail] = src[off + nfull * F.BLOCK:off + rb]
         st[tail:tail + F.TAG_LEN] = tag
         for i in range(tail + F.TAG_LEN, nt * F.BLOCK):
             st[i] = 0
-        self.card.write(blk + nfull, st[0:nt * F.BLOCK])
+        self._spill_io(True, blk + nfull, st[0:nt * F.BLOCK])
         self.stats["bytes_written"] += rb + F.TAG_LEN
 
     def _load_tile(self, i, off, op_index):

@@ -97,7 +97,12 @@ def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=No
     meta_blocks = F.blocks_for(len(meta))
     payload_block = 1 + meta_blocks
     payload_blocks = len(body) // F.BLOCK
-    spill_block = payload_block + payload_blocks
+    # Spill ring and counter records each start on an erase-block boundary and fill whole erase blocks:
+    # the runtime rotates the ring by one erase block per inference (wear levelling, docs/format.md),
+    # and the twice-written counter records stay out of the erase blocks the ring cycles through.
+    per = max(1, erase_block // F.BLOCK)
+    spill_block = -(-(payload_block + payload_blocks) // per) * per
+    nblk = max(per, -(-nblk // per) * per) if nblk else 0
     counter_block = spill_block + nblk
     hdr = dict(
         magic=F.MAGIC, version=F.VERSION, header_len=F.BLOCK, flags=F.FLAG_AUTH, image_id=image_id,

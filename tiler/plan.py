@@ -234,6 +234,7 @@ def plan_model(L, budget, *, _search=True):
     chain_t = {L.ops[i].out for c in plan.chains for i in c[:-1]}
     for b in chain_t:
         plan.kind[b] = F.T_CHAIN
+    _widen(L, live, plan.chains)
     inner = [b for b in bases if b not in (inb, outb) and b not in chain_t]
     resident = set(inner)
     while True:
@@ -270,6 +271,17 @@ def plan_model(L, budget, *, _search=True):
     plan.arena_off = offs
     _finish(plan, plans)
     return plan
+
+
+def _widen(L, live, chains):
+    """A chain's ops run interleaved band by band: every tensor one of them touches is live for the
+    whole chain (else the chain's output could be placed over its still-needed input)."""
+    for c in chains:
+        for i in c:
+            for t in L.ops[i].ins + [L.ops[i].out]:
+                b = L.tensors[t].base
+                f, l = live[b]
+                live[b] = (min(f, c[0]), max(l, c[-1]))
 
 
 def _smallest(L, hi):

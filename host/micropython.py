@@ -82,7 +82,10 @@ def run_micropython(image, key, inputs, *, card=None, heap=256 * 1024, timeout=3
             if "MemoryError" in last:
                 raise HostError("the MicroPython heap of %d bytes is too small (%s); try a larger --heap" % (heap, last))
             raise HostError("the device runtime failed under micropython: %s" % last)
-        report = json.loads(r.stdout.strip().splitlines()[-1])
+        lines = [json.loads(x) for x in r.stdout.strip().splitlines() if x.startswith("{")]
+        report = dict(lines[-1])
+        report["counters"] = [x["counters"] for x in lines[:-1]]
+        report["heap_after_collect"] = [x["heap_after_collect"] for x in lines[:-1]]
         with open(op, "rb") as f:
             data = f.read()
     n = len(data) // max(1, len(inputs))

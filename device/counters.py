@@ -2,59 +2,102 @@
 
 Each record carries a sequence number and a CRC32. A save goes to the slot not holding the newest valid
 record, so a write torn by power loss damages only that slot and the previous record survives: at most
-the interrupted update is lost. The inference counter, which makes spill nonces unique, is saved before
-an inference starts.
+the interrupted update is lost. A save is read back before it counts, so a card that silently drops or
+tears a write is caught at once (and the write retried) instead of leaving one good record behind
+while the next save overwrites it. A slot that fails its CRC on load is read again first: a bit flipped
+on the bus must not roll the counters back.
+
+The inference counter is the spill nonce; it is saved before an inference starts. The card salt, which
+keys the spilled feature maps together with the image, is drawn afresh at every load (every boot): a
+rolled-back, forged or damaged counter record can then never bring back a (key, nonce) pair already
+used (docs/security.md). The salt is written into the record with the next save, which happens before
+anything is encrypted under it.
 """
 
 import binascii
 import struct
 
+from . import CardError
 from . import format as F
 
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
 FIELDS = ("inferences", "bytes_read", "bytes_written", "blocks_read", "blocks_written", "macs", "tiles", "retries")
+_REREADS = const(3)
+_SIZE = struct.calcsize(F.CTR_FMT)
+
+
+def parse_record(block):
+    """The record in a 512-byte block as a dict, or None if it is not a valid record (magic, CRC)."""
+    if bytes(block[0:4]) != F.CTR_MAGIC:
+        return None
+    crc = struct.unpack_from("<I", block, _SIZE)[0]
+    if binascii.crc32(block[:_SIZE]) & 0xFFFFFFFF != crc:
+        return None
+    return F.unpack_named(F.CTR_FMT, F.CTR_FIELDS, block)
 
 
 class Counters:
     def __init__(self, card, first_block, block, urandom):
-        """Load the newest valid record from the card (or start fresh with a new random card salt)."""
+        """Load the newest valid record from the card (or start fresh); draw this boot's card salt."""
         self.card = card
         self.first = first_block
         self._blk = block
         self.v = dict((f, 0) for f in FIELDS)
         self.seq = 0
         self.slot = 1
-        self.card_salt = None
+        self.card_salt = bytes(urandom(8))
         best = None
+        failed = 0
         for s in (0, 1):
-            card.read(first_block + s, block)
-            size = struct.calcsize(F.CTR_FMT)
-            if bytes(block[0:4]) != F.CTR_MAGIC:
-                continue
-            crc = struct.unpack_from("<I", block, size)[0]
-            if binascii.crc32(block[:size]) & 0xFFFFFFFF != crc:
-                continue
-            rec = F.unpack_named(F.CTR_FMT, F.CTR_FIELDS, block)
-            if best is None or rec["seq"] > best[1]["seq"]:
+            rec = None
+            for _ in range(_REREADS):
+                try:
+                    card.read(first_block + s, block)
+                except CardError:
+                    failed += 1
+                    break
+                rec = parse_record(block)
+                if rec is not None or not any(block):
+                    break                    # valid, or never written (all zeros): nothing to re-read
+            if rec is not None and (best is None or rec["seq"] > best[1]["seq"]):
                 best = (s, rec)
-        if best is None:
-            self.card_salt = urandom(8)
-        else:
+        if failed == 2:
+            raise CardError("neither counter record (card blocks %d and %d) can be read: the card is failing there"
+                            % (first_block, first_block + 1))
+        if best is not None:
             self.slot, rec = best
             self.seq = rec["seq"]
-            self.card_salt = bytes(rec["card_salt"])
             for f in FIELDS:
                 self.v[f] = rec[f]
 
     def save(self):
+        """Write the counters to the other slot, then read them back; a bad write is retried, then refused."""
         self.seq += 1
         self.slot ^= 1
         rec = dict(self.v)
         rec.update(magic=F.CTR_MAGIC, seq=self.seq, card_salt=self.card_salt)
-        b = self._blk
-        for i in range(len(b)):
-            b[i] = 0
         raw = F.pack_named(F.CTR_FMT, F.CTR_FIELDS, rec)
-        b[:len(raw)] = raw
-        struct.pack_into("<I", b, len(raw), binascii.crc32(raw) & 0xFFFFFFFF)
-        self.card.write(self.first + self.slot, b)
-        self.card.sync()
+        crc = binascii.crc32(raw) & 0xFFFFFFFF
+        b = self._blk
+        blk = self.first + self.slot
+        for _ in range(_REREADS):
+            for i in range(len(b)):
+                b[i] = 0
+            b[:len(raw)] = raw
+            struct.pack_into("<I", b, len(raw), crc)
+            try:
+                self.card.write(blk, b)
+                self.card.sync()
+                self.card.read(blk, b)
+            except CardError as e:
+                raise CardError("saving the counter record: %s" % e)
+            if bytes(b[:len(raw)]) == raw and struct.unpack_from("<I", b, len(raw))[0] == crc:
+                return
+            self.card.retries += 1
+        raise CardError("the counter record at card block %d does not read back what was written (%d attempts): "
+                        "the card is failing there" % (blk, _REREADS))

@@ -82,7 +82,9 @@ class Card:
             except OSError:
                 self.retries += 1
         else:
-            raise CardError("card read failed at block %d after %d attempts" % (block, _RETRIES))
+            bad = self._one_by_one(block, mv, self.bdev.readblocks)
+            if bad is not None:
+                raise CardError("card read failed at block %d after %d attempts%s" % (bad, _RETRIES, _span(block, n)))
         self.blocks_read += n
 
     def write(self, block, mv):
@@ -96,15 +98,39 @@ class Card:
             except OSError:
                 self.retries += 1
         else:
-            raise CardError("card write failed at block %d after %d attempts" % (block, _RETRIES))
+            bad = self._one_by_one(block, mv, self.bdev.writeblocks)
+            if bad is not None:
+                raise CardError("card write failed at block %d after %d attempts%s" % (bad, _RETRIES, _span(block, n)))
         self.blocks_written += n
         per = self.erase_block // _BLOCK
         ew = self.erase_writes
         for b in range(block // per, (block + n - 1) // per + 1):
             ew[b] = ew.get(b, 0) + 1
 
+    def _one_by_one(self, block, mv, io):
+        """After a multi-block transfer failed every retry: move it one block at a time (some cards fail
+        multi-block commands only). Returns None if that worked, else the first block that failed every
+        retry on its own, so the error names the bad block rather than the start of the transfer."""
+        n = len(mv) // _BLOCK
+        if n < 2:
+            return block
+        for i in range(n):
+            for _ in range(_RETRIES):
+                try:
+                    io(block + i, mv[i * _BLOCK:(i + 1) * _BLOCK])
+                    break
+                except OSError:
+                    self.retries += 1
+            else:
+                return block + i
+        return None
+
     def sync(self):
         self.bdev.ioctl(_IOCTL_SYNC, 0)
+
+
+def _span(block, n):
+    return " (transfer of blocks %d..%d)" % (block, block + n - 1) if n > 1 else ""
 
 
 class BytesBlockDevice:

@@ -6,7 +6,7 @@ fails its MAC:
 
     k_enc   = HMAC(master, "tileswap/enc"   + image_id)     tiles
     k_mac   = HMAC(master, "tileswap/mac"   + image_id)     tiles, spills, header, metadata
-    k_spill = HMAC(master, "tileswap/spill" + image_id + card_salt)   spilled feature maps
+    k_spill = HMAC(master, "tileswap/spill" + image_id + salt)   spilled feature maps (salt: new every boot)
 
 CTR counter blocks (16 bytes, big-endian block counter in the last 4 bytes):
 
@@ -75,8 +75,9 @@ def tile_tag(k_mac, index, data):
     return hmac_sha256(k_mac, b"T", struct.pack("<II", index, len(data)), data)
 
 
-def spill_tag(k_mac, tensor, inference, row, data):
-    return hmac_sha256(k_mac, b"S", struct.pack("<III", tensor, inference, row), data)
+def spill_tag(k_mac, salt, tensor, inference, row, data):
+    """Binds the boot's salt too: a row encrypted under another boot's k_spill is refused, not misread."""
+    return hmac_sha256(k_mac, b"S", salt, struct.pack("<III", tensor, inference, row), data)
 
 
 def eq(a, b):

@@ -19,14 +19,16 @@ TAG_LEN = const(32)          # HMAC-SHA256 tag
 ID_LEN = const(16)
 
 # Header (block 0). Offsets are bytes within the header block.
-HDR_FMT = "<4sHHI16s32sIIIIIIIIIIIIIIIfifiBBHIII"
+HDR_FMT = "<4sHHI16s32sIIIIIIIIIIIIIIIfifiBBHIIII"
 HDR_FIELDS = (
     "magic", "version", "header_len", "flags", "image_id", "model_sha256", "sram_budget", "erase_block",
     "meta_block", "meta_len", "payload_block", "payload_blocks", "spill_block", "spill_blocks",
     "counter_block", "counter_blocks", "total_blocks", "n_tensors", "n_ops", "n_tiles", "meta_crc",
     "in_scale", "in_zp", "out_scale", "out_zp", "in_float", "out_float", "reserved",
     "min_sram", "io_min", "spill_bytes",       # the planner's figures, for `tileswap plan`
+    "image_version",                           # monotonic: a device refuses an older one (rollback)
 )
+MAX_P = const(64)                    # parameters per op, at most
 HDR_SIZE = struct.calcsize(HDR_FMT)
 HDR_KCV = HDR_SIZE                   # 8-byte key check value: HMAC(master, "tileswap/kcv" + id)[:8]
 HDR_META_MAC = HDR_KCV + 8           # HMAC over the metadata bytes

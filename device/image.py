@@ -86,6 +86,10 @@ class Image:
         hd = self.h
         n = hd["meta_len"]
         self.tiles_off = n - hd["n_tiles"] * F.TILE_SIZE
+        most = hd["n_tensors"] * F.T_SIZE + hd["n_ops"] * (F.OP_SIZE + 4 * F.N_BUFS + 4 * F.MAX_P) + F.BLOCK
+        if hd["n_tensors"] > 0xFFFF or hd["n_ops"] > 0xFFFF or not 0 <= self.tiles_off <= most:
+            raise ImageError("malformed header: %d tensors, %d ops and %d tiles do not fit %d bytes of tables"
+                             % (hd["n_tensors"], hd["n_ops"], hd["n_tiles"], n))
         head = bytearray(self.tiles_off)          # tensors and ops stay in memory; tiles are read on demand
         mac = C.Hmac(self.k_mac or b"", b"M")
         crc = 0
@@ -106,6 +110,8 @@ class Image:
             raise IntegrityError("the image's op and tile tables failed their CRC (card error or damaged file)")
         if meta_mac is not None and not C.eq(mac.digest(), meta_mac):
             raise IntegrityError("the image's op and tile tables failed their MAC: they were modified")
+        if hd["n_tensors"] * F.T_SIZE > self.tiles_off:
+            raise ImageError("malformed tables: %d tensor records do not fit" % hd["n_tensors"])
         self.tensors = []
         for i in range(hd["n_tensors"]):
             self.tensors.append(struct.unpack_from(F.T_FMT, head, i * F.T_SIZE))
@@ -113,16 +119,22 @@ class Image:
         self.ops = []
         nt = hd["n_tensors"]
         for i in range(hd["n_ops"]):
+            if off + F.OP_SIZE + 4 * F.N_BUFS > self.tiles_off:
+                raise ImageError("malformed tables: op #%d runs past the op table" % i)
             f = struct.unpack_from(F.OP_FMT, head, off)
             off += F.OP_SIZE
             bufs = struct.unpack_from("<%dI" % F.N_BUFS, head, off)
             off += 4 * F.N_BUFS
+            if f[1] > 4 or f[2] > F.MAX_P or off + 4 * f[2] > self.tiles_off:
+                raise ImageError("malformed tables: op #%d has %d inputs and %d parameters" % (i, f[1], f[2]))
             p = array("i", struct.unpack_from("<%di" % f[2], head, off))
             off += 4 * f[2]
             op = OpRec(f, bufs, p)
-            if op.out >= nt or any(t >= nt for t in op.ins) or off > self.tiles_off:
+            if op.out >= nt or any(t >= nt for t in op.ins):
                 raise ImageError("op #%d refers to a tensor that does not exist" % i)
             self.ops.append(op)
+        from .validate import check_tables
+        check_tables(self)
 
     def tile_record(self, index, block):
         """(offset, length, crc, tag) of tile `index`, read through `block` (one block read)."""
@@ -132,6 +144,7 @@ class Image:
         self.card.read(self.h["meta_block"] + pos // F.BLOCK, block)
         o = pos % F.BLOCK
         off, length, crc, _ = struct.unpack_from(F.TILE_FMT, block, o)
-        if off % F.BLOCK or off + length > self.h["payload_blocks"] * F.BLOCK:
-            raise IntegrityError("tile %d: its record points outside the payload region" % index)
+        if off % F.BLOCK or off + length > self.h["payload_blocks"] * F.BLOCK or length > self.h["sram_budget"]:
+            raise IntegrityError("tile %d: its record points outside the payload region (card error or tampering)"
+                                 % index)
         return off, length, crc, bytes(block[o + 16:o + 16 + F.TAG_LEN])

@@ -103,3 +103,15 @@ PS_LEN = const(5)
 PP_ZP = const(0)            # fill value: the zero point
 PP_PAD_L = const(1)         # columns added on the left
 PP_LEN = const(2)
+
+# LEAKY_RELU (activations.cc -> reference_ops::QuantizeLeakyRelu): d = x - in_zp is rescaled by the identity
+# multiplier where d >= 0 and by the alpha multiplier where d < 0 (tiler/quant.py: leaky_relu_params).
+OP_LEAKY_RELU = const(12)
+OP_NAMES[OP_LEAKY_RELU] = "LEAKY_RELU"
+PL_IN_ZP = const(0)
+PL_OUT_ZP = const(1)
+PL_MULT_ID = const(2)       # in_scale / out_scale (float32 quotient), quantized
+PL_SHIFT_ID = const(3)
+PL_MULT_ALPHA = const(4)    # in_scale * alpha / out_scale (float32), quantized; negative if alpha < 0
+PL_SHIFT_ALPHA = const(5)
+PL_LEN = const(6)

@@ -12,7 +12,7 @@ arena, a row's or tile's partial last block goes through the staging blocks at a
 
 import binascii
 
-from . import ImageError, IntegrityError, DeviceError
+from . import CardError, DeviceError, ImageError, IntegrityError, KeyMismatch
 from . import crypto as C
 from . import format as F
 from .arena import Arena, INPUT_ROW, STAGING, WEIGHTS
@@ -22,7 +22,8 @@ from .ops import run_chain, run_op
 from .schedule import cover, in_rows
 from .storage import Card
 
-_REREADS = 3        # reads of data that failed its CRC or tag before it counts as bad, not transient
+_REREADS = 5        # reads of data that failed its CRC or tag before it counts as bad, not transient
+_LOADS = 8          # loads of the header and tables (a few KB: at a high bit-flip rate, often hit)
 
 
 def _urandom(n):
@@ -31,11 +32,29 @@ def _urandom(n):
 
 
 class Runtime:
-    def __init__(self, bdev, key, kernels, *, ctr=None, urandom=None, on_tensor=None):
+    def __init__(self, bdev, key, kernels, *, ctr=None, urandom=None, on_tensor=None, nv=None):
+        """nv: a small dict-like store on the device but off the card (internal flash), remembering the
+        highest image version run, so an older image put back on the card is refused (rollback)."""
         self.card = Card(bdev)
         self._blk = memoryview(bytearray(F.BLOCK))
-        self.img = img = Image(self.card, key, self._blk)
+        for _ in range(_LOADS):        # a bit flipped on the bus must not fail the load: read it all again
+            try:
+                img = Image(self.card, key, self._blk)
+                break
+            except (IntegrityError, KeyMismatch, ImageError) as e:
+                err = e
+                self.card.retries += 1
+        else:
+            raise err
+        self.img = img
         h = img.h
+        if nv is not None:
+            seen = nv.get("image_version", 0)
+            if h["image_version"] < seen:
+                raise ImageError("image version %d is older than version %d already run on this device: rolled "
+                                 "back images are refused (compile it again with a higher --image-version)"
+                                 % (h["image_version"], seen))
+            nv["image_version"] = h["image_version"]
         self.card.erase_block = h["erase_block"]
         self.arena = Arena(h["sram_budget"])
         if h["sram_budget"] < F.STAGING:
@@ -61,7 +80,7 @@ class Runtime:
         t = self.T[base]
         return t[7] + r * t[8]
 
-    def _spill_io(self, write, logical, mv):
+    def _spill_io(self, write, logical, mv, base, r):
         """Read or write whole blocks at a logical ring position: the ring turns by one erase block per
         inference, so the same row lands on a different erase block each time (wear levelling)."""
         h = self.img.h
@@ -71,9 +90,12 @@ class Runtime:
         n = len(mv) // F.BLOCK
         first = min(n, size - pos)
         io = self.card.write if write else self.card.read
-        io(h["spill_block"] + pos, mv[0:first * F.BLOCK])
-        if first < n:
-            io(h["spill_block"], mv[first * F.BLOCK:n * F.BLOCK])
+        try:
+            io(h["spill_block"] + pos, mv[0:first * F.BLOCK])
+            if first < n:
+                io(h["spill_block"], mv[first * F.BLOCK:n * F.BLOCK])
+        except CardError as e:
+            raise CardError("tensor %d row %d (spill ring): %s" % (base, r, e)) from None
 
     def _read_row(self, base, r, dst, off):
         """Row r of a card-resident tensor into dst[off:], verified and decrypted. A failed tag is
@@ -87,11 +109,11 @@ class Runtime:
         nt = (tail + F.TAG_LEN + F.BLOCK - 1) // F.BLOCK
         for _ in range(_REREADS):
             if nfull:
-                self._spill_io(False, blk, dst[off:off + nfull * F.BLOCK])
-            self._spill_io(False, blk + nfull, st[0:nt * F.BLOCK])
+                self._spill_io(False, blk, dst[off:off + nfull * F.BLOCK], base, r)
+            self._spill_io(False, blk + nfull, st[0:nt * F.BLOCK], base, r)
             dst[off + nfull * F.BLOCK:off + rb] = st[0:tail]
             data = dst[off:off + rb]
-            if C.eq(C.spill_tag(self.img.k_mac, base, self.n, r, data), bytes(st[tail:tail + F.TAG_LEN])):
+            if C.eq(C.spill_tag(self.img.k_mac, self.counters.card_salt, base, self.n, r, data), bytes(st[tail:tail + F.TAG_LEN])):
                 break
             self.card.retries += 1
         else:
@@ -107,45 +129,58 @@ class Runtime:
         blk = self._row_block(base, r)
         data = src[off:off + rb]
         self.ctr(self.k_spill, C.spill_iv(base, self.n, r), data, rb)
-        tag = C.spill_tag(self.img.k_mac, base, self.n, r, data)
+        tag = C.spill_tag(self.img.k_mac, self.counters.card_salt, base, self.n, r, data)
         nfull = rb // F.BLOCK
         tail = rb - nfull * F.BLOCK
         if nfull:
-            self._spill_io(True, blk, src[off:off + nfull * F.BLOCK])
+            self._spill_io(True, blk, src[off:off + nfull * F.BLOCK], base, r)
         st = self.mv
         nt = (tail + F.TAG_LEN + F.BLOCK - 1) // F.BLOCK
         st[0:tail] = src[off + nfull * F.BLOCK:off + rb]
         st[tail:tail + F.TAG_LEN] = tag
         for i in range(tail + F.TAG_LEN, nt * F.BLOCK):
             st[i] = 0
-        self._spill_io(True, blk + nfull, st[0:nt * F.BLOCK])
+        self._spill_io(True, blk + nfull, st[0:nt * F.BLOCK], base, r)
         self.stats["bytes_written"] += rb + F.TAG_LEN
 
     def _load_tile(self, i, off, op_index):
         """Tile i into the arena at off: read, CRC (re-read on mismatch: transient), MAC, decrypt."""
+        try:
+            return self._load_tile1(i, off, op_index)
+        except CardError as e:
+            raise CardError("tile %d (op #%d): %s" % (i, op_index, e)) from None
+
+    def _load_tile1(self, i, off, op_index):
         img = self.img
-        toff, n, crc, tag = img.tile_record(i, self._blk)
         mv = self.mv
-        self.arena.claim(WEIGHTS, off, n)
-        blk = img.h["payload_block"] + toff // F.BLOCK
-        nfull = n // F.BLOCK
-        tail = n - nfull * F.BLOCK
+        why = "failed its CRC32"
         for _ in range(_REREADS):
+            try:                     # the record too: its offset, length and tag come off the card
+                toff, n, crc, tag = img.tile_record(i, self._blk)
+            except IntegrityError:
+                self.card.retries += 1
+                continue
+            self.arena.claim(WEIGHTS, off, n)
+            blk = img.h["payload_block"] + toff // F.BLOCK
+            nfull = n // F.BLOCK
+            tail = n - nfull * F.BLOCK
             if nfull:
                 self.card.read(blk, mv[off:off + nfull * F.BLOCK])
             if tail:
                 self.card.read(blk + nfull, mv[0:F.BLOCK])
                 mv[off + nfull * F.BLOCK:off + n] = mv[0:tail]
             data = mv[off:off + n]
-            if binascii.crc32(data) & 0xFFFFFFFF == crc:
+            # A tampered tile fails every time; a bit flipped on the bus (in the data, or in the tag,
+            # which the CRC does not cover) does not: read both again before refusing.
+            if binascii.crc32(data) & 0xFFFFFFFF != crc:
+                why = "failed its CRC32"
+            elif not C.eq(C.tile_tag(img.k_mac, i, data), tag):
+                why = "failed its MAC: modified, moved or from another image"
+            else:
                 break
             self.card.retries += 1
         else:
-            raise IntegrityError("tile %d (op #%d, card blocks %d..%d) failed its CRC32 %d times: the card returns "
-                                 "bad data there or the image was modified" % (i, op_index, blk, blk + F.blocks_for(n) - 1, _REREADS))
-        if not C.eq(C.tile_tag(img.k_mac, i, data), tag):
-            raise IntegrityError("tile %d (op #%d, card blocks %d..%d) failed its MAC: modified, moved or from "
-                                 "another image" % (i, op_index, blk, blk + F.blocks_for(n) - 1))
+            raise IntegrityError("tile %d (op #%d) %s (%d reads)" % (i, op_index, why, _REREADS))
         self.ctr(img.k_enc, C.tile_iv(i), data, n)
         self.stats["bytes_read"] += n + F.TILE_SIZE
         return data
@@ -172,6 +207,7 @@ class Runtime:
         rb = t[4] * t[5]
         if len(data) != t[3] * rb:
             raise DeviceError("input has %d bytes; the model takes %d (%dx%dx%d int8)" % (len(data), t[3] * rb, t[3], t[4], t[5]))
+        self.arena.release_all(STAGING)  # whatever a refused inference left claimed
         c = self.counters
         c.v["inferences"] += 1          # the nonce is persisted before it is used
         c.save()
@@ -218,10 +254,14 @@ class Runtime:
             j = i
             while ops[j].flags & F.OPF_CHAIN and j + 1 < len(ops):
                 j += 1
-            if j == i:
-                run_op(self, i, ops[i])
-            else:
-                run_chain(self, [(k, ops[k]) for k in range(i, j + 1)])
+            try:
+                if j == i:
+                    run_op(self, i, ops[i])
+                else:
+                    run_chain(self, [(k, ops[k]) for k in range(i, j + 1)])
+            except (ValueError, IndexError, KeyError) as e:
+                # Kernels refuse arguments a valid image never produces: the tables are at fault.
+                raise ImageError("op #%d: the image's tables do not match its tensors (%s)" % (i, e)) from None
             self.arena.release_all(STAGING)
             if self.on_tensor is not None:
                 self.on_tensor(ops[j].out)

@@ -68,7 +68,7 @@ def cmd_compile(a):
     from .inspect import plan_info
     model = read_file(a.model, "model")
     key = load_key(a.key)
-    image, plan = compile_model(model, sram=a.sram, key=key, erase_block=a.erase_block)
+    image, plan = compile_model(model, sram=a.sram, key=key, erase_block=a.erase_block, image_version=a.image_version)
     info = plan_info(image)
     write_atomic(a.output, image)
     info["min_sram"] = plan.min_sram
@@ -120,7 +120,11 @@ def cmd_run(a):
         raise HostError("cannot read input %s: %s (expected a .npy array)" % (a.input, e)) from None
     if a.runtime == "micropython":
         return _run_micropython(a, key, x)
-    emu = Emulator.open(a.image, key, card=a.sd, kernel=a.kernels)
+    nv, nv_path = _device_store(a.sd)
+    try:
+        emu = Emulator.open(a.image, key, card=a.sd, kernel=a.kernels, faults=a.faults, fault_seed=a.fault_seed, nv=nv)
+    except OSError as e:
+        raise HostError("cannot open %s: %s" % (a.image, e.strerror)) from None
     try:
         n = emu.rt.input_size()
         if x.size % n or x.size == 0:
@@ -139,7 +143,23 @@ def cmd_run(a):
         budget = emu.h["sram_budget"]
     finally:
         emu.close()
+    if nv_path:
+        write_atomic(nv_path, json.dumps(nv).encode())
     _report_run(a, y, len(batch), peak, budget, totals)
+
+
+def _device_store(card):
+    """The emulated device's off-card store (its internal flash): beside the card file, if one is kept."""
+    if not card:
+        return None, None
+    path = card + ".device.json"
+    try:
+        with open(path) as f:
+            return json.load(f), path
+    except FileNotFoundError:
+        return {}, path
+    except (OSError, ValueError) as e:
+        raise HostError("cannot read the device store %s: %s" % (path, e)) from None
 
 
 def _report_run(a, y, n, peak, budget, totals, extra=None):
@@ -244,6 +264,8 @@ def args_compile(p):
                    help="SRAM budget for the tile arena: 65536, 64K or 64KiB")
     p.add_argument("--erase-block", type=parse_size, default=65536, metavar="SIZE",
                    help="the card's erase block, for wear counting (default 64K)")
+    p.add_argument("--image-version", type=int, default=1, metavar="N",
+                   help="monotonic version (default 1): a device that has run version N refuses older images")
     _key(p)
     _json(p)
 
@@ -264,6 +286,9 @@ def args_run(p):
     p.add_argument("--output", metavar="OUT.npy", help="write the output array here (atomically)")
     p.add_argument("--sd", metavar="CARD.img",
                    help="emulated SD card file (created from the image if missing; default: a temporary card)")
+    p.add_argument("--faults", metavar="SPEC", help="inject card faults, e.g. read-error=0.01,bitflip=1e-5,"
+                   "bad-block=120,power-loss=at:5000 (docs/reliability.md)")
+    p.add_argument("--fault-seed", type=int, default=0, metavar="N", help="random seed of --faults (default 0)")
     p.add_argument("--runtime", choices=("emulator", "micropython"), default="emulator",
                    help="emulator: the device runtime in this process with the C kernels (default); micropython: "
                    "the real MicroPython interpreter (unix port) with the viper kernels")
@@ -329,6 +354,7 @@ def build_parser(table=None):
 
 
 def main(argv=None):
+    from .faults import PowerLoss
     table = _all_commands()
     a = build_parser(table).parse_args(argv)
     try:
@@ -342,6 +368,9 @@ def main(argv=None):
     except BrokenPipeError:       # e.g. `tileswap plan x.tsi | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except PowerLoss as e:        # the fault-injecting card (run --faults) cut the emulated device's power
+        sys.stderr.write("%s: power lost: %s (run again on the same --sd card to reboot)\n" % (PROG, e))
+        return 3
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ _RETRY = "every transfer is tried 3 times, then block by block; refused = one bl
 RATE_CLASSES = (      # spec, trials at scale 1, name, note
     ("read-error=0.01", 500, "transient read errors, 1%", _RETRY),
     ("read-error=0.1", 200, "transient read errors, 10%", _RETRY),
-    ("bitflip=1e-5", 500, "bit flips on read, 1e-5 per bit", "data failing its CRC or tag is re-read; refused = a "
-     "flip in the header, tables or a tile record, which are not re-read yet"),
+    ("bitflip=1e-5", 500, "bit flips on read, 1e-5 per bit", "data failing its CRC or tag, tile records, the "
+     "header and tables are read again (bounded); refused = the same block bad on every read"),
     ("write-error=0.01", 300, "transient write errors, 1%", _RETRY),
     ("short-write=0.01", 300, "short writes, reported (EIO), 1%", "the card says the write failed: it is written again"),
     ("torn-write=0.01", 300, "torn writes, silent, 1%", "a torn counter record is caught by its read-back and "

@@ -36,10 +36,15 @@ def kernels(name="c"):
     return Kernels()
 
 
-def header(image):
+def header(image, *, whole=True):
+    """The image's header; with whole, also refuse an image file shorter than its header says."""
     if len(image) < F.BLOCK or image[:4] != F.MAGIC:
         raise HostError("not a tileswap image (expected a .tsi written by `tileswap compile`)")
-    return F.unpack_named(F.HDR_FMT, F.HDR_FIELDS, image)
+    h = F.unpack_named(F.HDR_FMT, F.HDR_FIELDS, image)
+    want = (h["payload_block"] + h["payload_blocks"]) * F.BLOCK
+    if whole and len(image) < want:
+        raise HostError("the image is truncated: %d bytes, the header says %d (copy it again)" % (len(image), want))
+    return h
 
 
 def prepare_card(image, path):
@@ -66,7 +71,9 @@ def prepare_card(image, path):
 
 
 class Emulator:
-    def __init__(self, image, key, *, card=None, kernel="c", on_tensor=None):
+    def __init__(self, image, key, *, card=None, kernel="c", on_tensor=None, faults=None, fault_seed=0, nv=None):
+        """faults: a fault spec (host/faults.py) for the emulated card; nv: the device's off-card store
+        (rollback protection), a dict."""
         self.image = image
         self._tmpdir = None
         if card is None:
@@ -75,7 +82,11 @@ class Emulator:
         prepare_card(image, card)
         self.card_path = card
         self.bdev = FileBlockDevice(card)
-        self.rt = Runtime(self.bdev, key, kernels(kernel), ctr=host_ctr, on_tensor=on_tensor)
+        dev = self.bdev
+        if faults:
+            from .faults import FaultyBlockDevice
+            dev = FaultyBlockDevice(dev, faults, seed=fault_seed)
+        self.rt = Runtime(dev, key, kernels(kernel), ctr=host_ctr, on_tensor=on_tensor, nv=nv)
         self.h = self.rt.img.h
 
     @classmethod

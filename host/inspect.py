@@ -15,7 +15,7 @@ _WHERE = {F.T_ARENA: "sram", F.T_SPILL: "card", F.T_INPUT: "card (input)", F.T_O
 def plan_info(image, key=None):
     """JSON-ready summary of the plan stored in `image`. With a key, the header and tables are
     authenticated first; without one they are only CRC-checked."""
-    h = header(image)
+    h = header(image, whole=False)
     dev = BytesBlockDevice(bytes(image) + bytes(max(0, h["total_blocks"] * F.BLOCK - len(image))))
     block = memoryview(bytearray(F.BLOCK))
     try:
@@ -38,7 +38,8 @@ def plan_info(image, key=None):
                         io_write_bytes=wr, macs=macs))
     rd, wr = sum(o["io_read_bytes"] for o in ops), sum(o["io_write_bytes"] for o in ops)
     return dict(
-        image_version=h["version"], image_id=bytes(h["image_id"]).hex(), authenticated=key is not None,
+        format_version=h["version"], image_version=h["image_version"], image_id=bytes(h["image_id"]).hex(),
+        authenticated=key is not None,
         sram_budget=h["sram_budget"], peak_sram=max([F.STAGING] + [o["peak_sram"] for o in ops]),
         min_sram=h["min_sram"], weight_bytes=weight, io_read_bytes=rd, io_write_bytes=wr,
         io_min_bytes=h["io_min"], spill_bytes=h["spill_bytes"],

@@ -106,9 +106,6 @@ def test_header_fields_at_edge_values_with_the_key(fields):
     _reader_only_typed_errors(b.card_bytes(img), b.key)
 
 
-@pytest.mark.xfail(strict=True, reason="needs runtime change: Image._load_meta bounds-checks the record counts "
-                   "(n_tensors, n_ops, each op's n_p) against the tables' length before unpacking: now "
-                   "`tileswap plan` without a key crashes with struct.error on a header with more tensors")
 @FUZZ
 @example(fields=[("n_tensors", 200)], byte_edits=[(0, 0)])
 @given(fields=field_edits, byte_edits=edits)
@@ -124,10 +121,6 @@ def test_reader_without_a_key_only_typed_errors(fields, byte_edits):
     _reader_only_typed_errors(b.card_bytes(bytes(img)), None, verify=False)
 
 
-@pytest.mark.xfail(strict=True, reason="needs runtime change: Image validates what it unpacks even when the MACs "
-                   "pass (an image from a buggy or malicious key holder): record counts, op kinds, tensor ids, "
-                   "band/group arithmetic, scratch offsets inside the budget -> ImageError at load, never "
-                   "struct.error/IndexError/ValueError/MemoryError later in the tile loop")
 @FUZZ
 @example(byte_edits=[(0, 0)], fields=[("n_tensors", 200)])
 @given(byte_edits=edits, fields=st.lists(st.tuples(st.sampled_from(["n_tensors", "n_ops", "n_tiles"]), EDGE),

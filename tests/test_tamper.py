@@ -190,8 +190,6 @@ def test_a_truncated_image_is_refused_on_the_device(bench, cut):
         bench.runtime(card)
 
 
-@pytest.mark.xfail(strict=True, reason="needs host change: emulator.prepare_card (or header()) refuses a .tsi "
-                   "shorter than its header's payload region: 'IMAGE is truncated: N bytes, the header says M'")
 def test_a_truncated_image_file_is_refused_by_the_cli(tmp_path, key):
     (tmp_path / "k").write_text(key.hex())
     img, _ = compile_model(open(DIGITS, "rb").read(), sram=1536, key=key)
@@ -203,10 +201,6 @@ def test_a_truncated_image_file_is_refused_by_the_cli(tmp_path, key):
         assert r.returncode == 1 and "truncated" in r.stderr, (n, r.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="needs runtime change: a monotonic image_version in the header "
-                   "(compile_model(..., image_version=N), `compile --image-version`) and Runtime(..., nv=STORE), a "
-                   "device-local store outside the card (dict-like) holding the highest version run; an older image "
-                   "-> ImageError 'image version 1 is older than version 2 already run on this device: rolled back'")
 def test_a_rolled_back_image_is_refused(bench, key, digits):
     old, _ = compile_model(digits, sram=1536, key=key, image_version=1)
     new, _ = compile_model(digits, sram=1536, key=key, image_version=2)
@@ -291,9 +285,6 @@ def test_a_spilled_row_changed_or_replayed_on_the_card_is_refused(bench):
         rt.infer()
 
 
-@pytest.mark.xfail(strict=True, reason="needs runtime change: set_input() releases every arena claim but the "
-                   "staging blocks, so an inference refused half-way (IntegrityError, CardError) does not leave "
-                   "claims that make the next set_input() fail with ArenaError")
 def test_the_runtime_carries_on_after_a_refused_inference(bench):
     card = WriteLog(bench.card_bytes())
     rt = bench.runtime(card)

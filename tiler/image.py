@@ -37,7 +37,7 @@ def pack_payload(op, c0, c1):
     return fb + b"".join(arrs)
 
 
-def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=None):
+def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=None, image_version=1):
     """Plan -> (image bytes, summary dict). `master_key` is 32 bytes and never enters the image."""
     if len(master_key) != 32:
         raise ValueError("the master key must be 32 bytes")
@@ -113,7 +113,7 @@ def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=No
         n_tiles=len(payloads), meta_crc=binascii.crc32(meta) & 0xFFFFFFFF,
         in_scale=L.in_q[0], in_zp=L.in_q[1], out_scale=L.out_q[0], out_zp=L.out_q[1],
         in_float=int(L.in_float), out_float=int(L.out_float), reserved=0,
-        min_sram=plan.min_sram, io_min=plan.io_min, spill_bytes=plan.spill_bytes,
+        min_sram=plan.min_sram, io_min=plan.io_min, spill_bytes=plan.spill_bytes, image_version=image_version,
     )
     head = bytearray(F.BLOCK)
     head[:F.HDR_SIZE] = F.pack_named(F.HDR_FMT, F.HDR_FIELDS, hdr)

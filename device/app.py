@@ -38,23 +38,27 @@ def unix_run(card, key_path, in_path, out_path, count):
         key = binascii.unhexlify(f.read().strip())
     rt = open_runtime(FileBlockDevice(card), key)
     del key
-    n_in, n_out = rt.input_size(), rt.output_size()
-    inp = bytearray(n_in)
-    out = bytearray(n_out)
     keys = ("bytes_read", "bytes_written", "macs", "tiles")
     names = keys + ("blocks_read", "blocks_written")
     s0 = [0] * 6
     s1 = [0] * 6
+    h_in, rb_in = rt.input_rows()
+    h_out, rb_out = rt.output_rows()
+    row_in = bytearray(rb_in)        # rows stream through: the input and output never sit in RAM whole
+    row_out = bytearray(rb_out)
     with open(in_path, "rb") as fi, open(out_path, "wb") as fo:
         for _ in range(count):
-            if fi.readinto(inp) != n_in:
-                raise ValueError("input file too short")
-            rt.set_input(inp)
+            rt.begin_input()
+            for r in range(h_in):
+                if fi.readinto(row_in) != rb_in:
+                    raise ValueError("input file too short")
+                rt.write_input_row(r, row_in)
             _snap(rt, keys, s0)
             rt.infer()
             _snap(rt, keys, s1)
-            rt.read_output(out)
-            fo.write(out)
+            for r in range(h_out):
+                rt.read_output_row(r, row_out)
+                fo.write(row_out)
             gc.collect()
             # One line per inference, nothing kept: the heap measured here is the runtime's alone.
             print(json.dumps({"counters": dict(zip(names, [b - a for a, b in zip(s0, s1)])),

@@ -11,6 +11,14 @@ arena, a row's or tile's partial last block goes through the staging blocks at a
 """
 
 import binascii
+import gc
+import struct
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
 
 from . import CardError, DeviceError, ImageError, IntegrityError, KeyMismatch
 from . import crypto as C
@@ -24,6 +32,8 @@ from .storage import Card
 
 _REREADS = 5        # reads of data that failed its CRC or tag before it counts as bad, not transient
 _LOADS = 8          # loads of the header and tables (a few KB: at a high bit-flip rate, often hit)
+_BUDGET_AT = const(4 + 2 + 2 + 4 + 16 + 32)   # sram_budget's offset in the header (format.HDR_FMT)
+_MAX_ARENA = const(1 << 24)
 
 
 def _urandom(n):
@@ -37,6 +47,15 @@ class Runtime:
         highest image version run, so an older image put back on the card is refused (rollback)."""
         self.card = Card(bdev)
         self._blk = memoryview(bytearray(F.BLOCK))
+        # The arena is the one large block: take it from a clean heap, before the tables are parsed
+        # (their many small objects would fragment it). Its size is checked again once authenticated.
+        self.card.read(0, self._blk)
+        budget = struct.unpack_from("<I", self._blk, _BUDGET_AT)[0]
+        if bytes(self._blk[0:4]) == F.MAGIC and F.STAGING <= budget <= _MAX_ARENA:
+            gc.collect()
+            self.arena = Arena(budget)
+        else:
+            self.arena = None
         for _ in range(_LOADS):        # a bit flipped on the bus must not fail the load: read it all again
             try:
                 img = Image(self.card, key, self._blk)
@@ -56,9 +75,12 @@ class Runtime:
                                  % (h["image_version"], seen))
             nv["image_version"] = h["image_version"]
         self.card.erase_block = h["erase_block"]
-        self.arena = Arena(h["sram_budget"])
-        if h["sram_budget"] < F.STAGING:
-            raise ImageError("SRAM budget %d is below the %d staging bytes" % (h["sram_budget"], F.STAGING))
+        if not F.STAGING <= h["sram_budget"] <= _MAX_ARENA:
+            raise ImageError("malformed header: an SRAM budget of %d bytes" % h["sram_budget"])
+        if self.arena is None or self.arena.size != h["sram_budget"]:
+            self.arena = None
+            gc.collect()
+            self.arena = Arena(h["sram_budget"])
         self.arena.claim(STAGING, 0, F.STAGING)
         self.mv = self.arena.mv
         self.k = kernels
@@ -202,21 +224,30 @@ class Runtime:
 
     def set_input(self, data):
         """Write the int8 input tensor (h*w*c bytes, NHWC) to the card; starts a new inference."""
-        tid = self._io_tensor(F.T_INPUT)
-        t = self.T[tid]
-        rb = t[4] * t[5]
-        if len(data) != t[3] * rb:
-            raise DeviceError("input has %d bytes; the model takes %d (%dx%dx%d int8)" % (len(data), t[3] * rb, t[3], t[4], t[5]))
+        h, rb = self.begin_input()
+        if len(data) != h * rb:
+            raise DeviceError("input has %d bytes; the model takes %d (%d rows of %d)" % (len(data), h * rb, h, rb))
+        src = memoryview(data)
+        for r in range(h):
+            self.write_input_row(r, src[r * rb:(r + 1) * rb])
+
+    def begin_input(self):
+        """Start a new inference whose input arrives row by row (a camera, a file): returns (rows, row
+        bytes). The inference counter, the spill nonce, is saved on the card before anything is written."""
         self.arena.release_all(STAGING)  # whatever a refused inference left claimed
         c = self.counters
-        c.v["inferences"] += 1          # the nonce is persisted before it is used
+        c.v["inferences"] += 1
         c.save()
         self.n = c.v["inferences"]
+        return self.input_rows()
+
+    def write_input_row(self, r, row):
+        """Input row r (row bytes of int8) to the card, through the arena (encrypted in place there)."""
+        tid = self._io_tensor(F.T_INPUT)
+        rb = self.T[tid][4] * self.T[tid][5]
         off = self.arena.claim(INPUT_ROW, F.STAGING, rb)
-        src = memoryview(data)
-        for r in range(t[3]):
-            self.mv[off:off + rb] = src[r * rb:(r + 1) * rb]
-            self._write_row(tid, r, self.mv, off)
+        self.mv[off:off + rb] = row
+        self._write_row(tid, r, self.mv, off)
         self.arena.release(INPUT_ROW)
 
     def read_output(self, out):
@@ -228,6 +259,20 @@ class Runtime:
         for r in range(t[3]):
             self._read_row(tid, r, dst, r * rb)
         return out
+
+    def input_rows(self):
+        """(rows, bytes per row) of the model input."""
+        t = self.T[self._io_tensor(F.T_INPUT)]
+        return t[3], t[4] * t[5]
+
+    def output_rows(self):
+        """(rows, bytes per row) of the model output."""
+        t = self.T[self._io_tensor(F.T_OUTPUT)]
+        return t[3], t[4] * t[5]
+
+    def read_output_row(self, r, row):
+        """Output row r of the last inference into `row` (a bytearray of the row's bytes)."""
+        self._read_row(self._io_tensor(F.T_OUTPUT), r, memoryview(row), 0)
 
     def read_tensor(self, tid):
         """For tests: the bytes of any tensor right after the op that produced it."""

@@ -129,26 +129,31 @@ def latency_rows(cache_dir, log, budget=64 * 1024):
     return rows
 
 
-def heap_rows(log):
-    """Smallest -X heapsize (KiB granularity) at which each example runs on MicroPython."""
+def heap_rows(log, cache_dir):
+    """Smallest -X heapsize (to 4 KiB) at which each example runs on MicroPython, found by bisection."""
     from ..tiler.compile import compile_model
     from .micropython import run_micropython
-    out = []
     with open(DIGITS, "rb") as f:
-        model = f.read()
-    for budget in (4096,):
+        digits = f.read()
+    cases = [("digits", digits, 4096, 64), ("mobilenet_v2", zoo_model("mobilenet_v2", cache_dir), 32 * 1024, 224 * 224 * 3)]
+    out = []
+    for name, model, budget, nin in cases:
         image, _ = compile_model(model, sram=budget, key=KEY)
-        x = np.zeros(64, np.int8).tobytes()
-        lo, hi = 8, 512
-        while lo < hi:
+        x = np.random.default_rng(0).integers(-128, 128, nin).astype(np.int8).tobytes()
+        lo, hi = 16, 1024
+        seconds = heap = None
+        while hi - lo > 4:
             mid = (lo + hi) // 2
-            log("heap: digits at %d KiB" % mid)
+            log("heap: %s (%d-byte arena) in %d KiB" % (name, budget, mid))
             try:
-                run_micropython(image, KEY, [x], heap=mid * 1024)
+                t = time.perf_counter()
+                _, rep = run_micropython(image, KEY, [x], heap=mid * 1024)
+                seconds, heap = time.perf_counter() - t, rep["heap_after_collect"][-1]
                 hi = mid
             except HostError:
-                lo = mid + 1
-        out.append(dict(model="digits", sram_budget=budget, min_heap_kib=lo))
+                lo = mid
+        out.append(dict(model=name, sram_budget=budget, min_heap_kib=hi, heap_in_use_after_collect=heap,
+                        seconds_per_inference=round(seconds, 2) if seconds else None))
     return out
 
 
@@ -161,7 +166,7 @@ def bench(*, sections=SECTIONS, models=("digits", "mobilenet_v2"), budgets=BUDGE
     if "latency" in sections:
         res["latency"] = latency_rows(cache_dir, log)
     if "heap" in sections:
-        res["heap"] = heap_rows(log)
+        res["heap"] = heap_rows(log, cache_dir)
     if "viper" in sections:
         from .bench_viper import viper_macs_per_s
         log("viper kernels on micropython")

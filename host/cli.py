@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+import time
 
 import numpy as np
 
@@ -68,15 +69,28 @@ def cmd_compile(a):
     from .inspect import plan_info
     model = read_file(a.model, "model")
     key = load_key(a.key)
-    image, plan = compile_model(model, sram=a.sram, key=key, erase_block=a.erase_block, image_version=a.image_version)
+    t0 = time.time()
+
+    def progress(stage, done, total):
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\033[Kcompile: %-8s %s  %.1f s" % (stage, "%d/%d" % (done, total) if total > 1 else "",
+                                                                time.time() - t0))
+            sys.stderr.flush()
+
+    try:
+        image, plan = compile_model(model, sram=a.sram, key=key, erase_block=a.erase_block,
+                                    image_version=a.image_version, progress=progress)
+    finally:
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\033[K")
     info = plan_info(image)
     write_atomic(a.output, image)
     info["min_sram"] = plan.min_sram
     if a.json:
         print(json.dumps(info))
     else:
-        print("wrote %s: %d ops, %d tiles (%d weight tiles), %d bytes; peak SRAM %d of %d (minimum budget %d); "
-              "per inference %d bytes read, %d written"
+        print("wrote %s: %d ops, %d tiles (%d weight tiles), %d bytes; peak SRAM %d of %d (every op fits on its own "
+              "from %d); per inference %d bytes read, %d written"
               % (a.output, len(info["ops"]), info["tiles"], info["tile_records"], info["image_bytes"],
                  info["peak_sram"], a.sram, plan.min_sram, info["io_read_bytes"], info["io_write_bytes"]))
 

@@ -37,7 +37,7 @@ def pack_payload(op, c0, c1):
     return fb + b"".join(arrs)
 
 
-def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=None, image_version=1):
+def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=None, image_version=1, progress=None):
     """Plan -> (image bytes, summary dict). `master_key` is 32 bytes and never enters the image."""
     if len(master_key) != 32:
         raise ValueError("the master key must be 32 bytes")
@@ -84,6 +84,8 @@ def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=No
     tiles = bytearray()
     body = bytearray()
     for i, pl in enumerate(payloads):
+        if progress and i % 16 == 0:
+            progress(i, len(payloads))
         ct = ctr_xor(k_enc, C.tile_iv(i), pl)
         off = len(body)
         body += ct + bytes((-len(ct)) % F.BLOCK)

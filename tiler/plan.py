@@ -74,6 +74,7 @@ class Plan:
         self.arena_off = {}     # resident base -> offset
         self.chain_off = {}     # chain tensor -> offset of its band buffer
         self.chains = []        # fused chains: lists of op indices
+        self.progress = None
         self.ops = []
         self.peak = 0
 
@@ -209,9 +210,11 @@ def _place(plan, live, resident):
     return offs
 
 
-def plan_model(L, budget, *, _search=True):
-    """Lowered model -> Plan within `budget` bytes; TilerError naming the op that cannot fit."""
+def plan_model(L, budget, *, _search=True, progress=None):
+    """Lowered model -> Plan within `budget` bytes; TilerError naming the op that cannot fit.
+    progress(done, total) is called as ops are tiled (several passes while residency is decided)."""
     plan = Plan(L, budget)
+    plan.progress = progress
     live = _live(L)
     bases = set(live)
     inb, outb = L.tensors[L.input].base, L.tensors[L.output].base
@@ -320,6 +323,8 @@ def _try(plan, live, inner, resident):
     plans = []
     i = 0
     while i < len(L.ops):
+        if plan.progress:
+            plan.progress(i, len(L.ops))
         if i in heads:
             c = heads[i]
             top = max(top_at(j) for j in c)

@@ -13,6 +13,7 @@ arena, a row's or tile's partial last block goes through the staging blocks at a
 import binascii
 import gc
 import struct
+import sys
 
 try:
     from micropython import const
@@ -34,6 +35,8 @@ _REREADS = 5        # reads of data that failed its CRC or tag before it counts 
 _LOADS = 8          # loads of the header and tables (a few KB: at a high bit-flip rate, often hit)
 _BUDGET_AT = const(4 + 2 + 2 + 4 + 16 + 32)   # sram_budget's offset in the header (format.HDR_FMT)
 _MAX_ARENA = const(1 << 24)
+# Compacting before the arena matters on a board's small heap; in CPython it only costs time.
+_collect = gc.collect if sys.implementation.name == "micropython" else (lambda: None)
 
 
 def _urandom(n):
@@ -52,7 +55,7 @@ class Runtime:
         self.card.read(0, self._blk)
         budget = struct.unpack_from("<I", self._blk, _BUDGET_AT)[0]
         if bytes(self._blk[0:4]) == F.MAGIC and F.STAGING <= budget <= _MAX_ARENA:
-            gc.collect()
+            _collect()
             self.arena = Arena(budget)
         else:
             self.arena = None
@@ -79,7 +82,7 @@ class Runtime:
             raise ImageError("malformed header: an SRAM budget of %d bytes" % h["sram_budget"])
         if self.arena is None or self.arena.size != h["sram_budget"]:
             self.arena = None
-            gc.collect()
+            _collect()
             self.arena = Arena(h["sram_budget"])
         self.arena.claim(STAGING, 0, F.STAGING)
         self.mv = self.arena.mv
@@ -180,6 +183,10 @@ class Runtime:
             try:                     # the record too: its offset, length and tag come off the card
                 toff, n, crc, tag = img.tile_record(i, self._blk)
             except IntegrityError:
+                self.card.retries += 1
+                continue
+            if off + n > self.arena.size:
+                why = "has a record whose length does not fit its buffer"
                 self.card.retries += 1
                 continue
             self.arena.claim(WEIGHTS, off, n)

@@ -128,6 +128,7 @@ class Port:
         self.tx = bytearray(HDR + payload + TRL)
         self.txv = memoryview(self.tx)
         self._hv = [self.rxv[i:HDR] for i in range(_HVIEWS)]
+        self._hc = self.rxv[1:6]             # what hcrc covers
         self.rd = rd
         self.wr = wr
         self.typ = self.seq = self.n = self.crc = 0
@@ -166,21 +167,17 @@ class Port:
             i = 0
             while i < k and rx[i] != SOF:      # hunt
                 i += 1
-            if i:
+            if not i and k == HDR and binascii.crc32(self._hc) & 0xFFFF != rx[6] | rx[7] << 8:
+                i = 1                          # not a header after all: rescan from its second byte
+            if i:                              # drop i bytes; a loop, not a slice: nothing allocated
                 self.skipped += i
-                if i < k:
-                    rx[0:k - i] = rx[i:k]
+                for j in range(k - i):
+                    rx[j] = rx[j + i]
                 have = k - i
                 continue
             have = k
-            if have < HDR:
-                continue
-            if binascii.crc32(self.rxv[1:6]) & 0xFFFF != rx[6] | rx[7] << 8:
-                rx[0:HDR - 1] = rx[1:HDR]      # not a header after all: rescan from the next byte
-                self.skipped += 1
-                have = HDR - 1
-                continue
-            break
+            if have == HDR:
+                break
         self.typ = rx[1]
         self.seq = rx[2] | rx[3] << 8
         n = rx[4] | rx[5] << 8

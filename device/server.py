@@ -6,7 +6,7 @@ the USB REPL's stdin/stdout or on a machine.UART. MicroPython.
     server.main(uart=machine.UART(1, 115200))       # or on a UART
 
 The card is `tileswap_card.bdev()` when the board has a `tileswap_card` module (a board support file;
-the emulated board has one), else `machine.SDCard()`. The key is the hex file /tileswap.key on the
+the emulated board has one), else `machine.SDCard()`. The key is the hex file tileswap.key on the
 board's own flash (put there by `tileswap deploy --key`); no frame ever carries it.
 
 An upload (PUT_BEGIN, PUT_CHECK, PUT_DATA, PUT_END) writes straight to the card, block by block, header
@@ -15,13 +15,21 @@ the header, key, tables and every tile, no image is used. A device reset loses n
 being filled: PUT_CHECK compares the card's blocks with the image's block CRCs, so the host resumes at
 the first block the card does not hold.
 
-Buffers (the two frame buffers, two card blocks, the model's input and output) are allocated once; the
-loop allocates a few small objects per frame, never per byte.
+The input streams in and the output out row by row (Runtime.begin_input, write_input_row,
+read_output_row): neither sits in RAM whole, so a model's input may be far larger than the heap. Each
+input is used for one inference only, since its spill nonce must never be reused. The highest image
+version run is kept on the board's flash (tileswap.nv, the runtime's off-card store): an older image
+uploaded later is refused (rollback).
+
+Buffers (the two frame buffers, two card blocks, one input and one output row) are allocated once (the
+rows when an image is opened); the loop allocates a few small objects per frame, never per byte.
 """
 
 import binascii
 import gc
 import hashlib
+import json
+import os
 import struct
 import sys
 import time
@@ -34,7 +42,8 @@ from . import format as F
 from . import protocol as P
 from .storage import Card
 
-KEY_PATH = "/tileswap.key"
+KEY_PATH = "tileswap.key"     # on the board's flash, beside main.py (relative: the flash is "/" on most
+NV_PATH = "tileswap.nv"       # boards, "/flash" on a pyboard; a board boots with it as the current folder)
 _GAP_MS = const(15)          # silence inside a frame that ends it (a lost byte costs this, then a NAK)
 _BLOCK = const(512)
 _CTL = const(128)            # payload room of NAK, WAIT and ERR frames (their own buffer: port.tx keeps
@@ -100,7 +109,7 @@ def _default_kernels():
 
 
 class Server:
-    def __init__(self, link, bdev, *, key_path=KEY_PATH, kernels=None, payload=P.MAX_PAYLOAD):
+    def __init__(self, link, bdev, *, key_path=KEY_PATH, nv_path=NV_PATH, kernels=None, payload=P.MAX_PAYLOAD):
         self.port = P.Port(link.rd, link.wr, payload)
         self.ctl = bytearray(P.HDR + _CTL + P.TRL)
         self.bdev = bdev
@@ -108,14 +117,14 @@ class Server:
         self.blk = memoryview(bytearray(_BLOCK))      # the block being uploaded
         self.blk2 = memoryview(bytearray(_BLOCK))     # reads: checks, hashes, headers
         self.key_path = key_path
+        self.nv_path = nv_path
         self.kernels = kernels or _default_kernels
         self.st = dict((k, 0) for k in _LINK)
         self.t0 = time.ticks_ms()
         self.last_seq = self.last_crc = -1
         self.tx_n = 0
         self.put_n = 0                                # blocks of the upload in progress (0: none)
-        self.rt = self.inp = self.out = None
-        self.has_out = False
+        self.rt = None
         self._h = {P.T_HELLO: self._hello, P.T_PUT_BEGIN: self._put_begin, P.T_PUT_CHECK: self._put_check,
                    P.T_PUT_DATA: self._put_data, P.T_PUT_END: self._put_end, P.T_INPUT: self._input,
                    P.T_INFER: self._infer, P.T_OUTPUT: self._output, P.T_STATS: self._stats,
@@ -128,12 +137,13 @@ class Server:
         self.msg = msg
 
     def _close(self):
-        self.rt = self.inp = self.out = None
-        self.has_out = False
+        self.rt = self.row_in = self.row_out = None
+        self.in_pos = -1                              # input bytes received (-1: no input started)
+        self.out_row = -1                             # the output row held in row_out (-1: no output)
         gc.collect()
 
     def _open(self):
-        """Open and verify the image on the card (header, key, tables); sets the image state."""
+        """Open and verify the image on the card (header, key, tables, version); sets the image state."""
         self._close()
         self.card.read(0, self.blk2)
         self.image_id = bytes(self.blk2[12:28])
@@ -149,21 +159,32 @@ class Server:
         if key is None:
             return self._state(P.S_NO_KEY, "the board has no key (%s): provision it with `tileswap deploy "
                                "--port PORT --key KEYFILE`" % self.key_path)
+        nv = _load_nv(self.nv_path)
+        seen = dict(nv)
         try:
             from .runtime import Runtime
-            rt = Runtime(self.bdev, key, self.kernels())
-            self.inp = bytearray(rt.input_size())
-            self.out = bytearray(rt.output_size())
+            rt = Runtime(self.bdev, key, self.kernels(), nv=nv)
+            self.rows_in, self.rows_out = rt.input_rows(), rt.output_rows()
+            self.row_in = bytearray(self.rows_in[1])
+            self.row_out = bytearray(self.rows_out[1])
             self.rt = rt
+            self._state(P.S_READY, "ready")
         except KeyMismatch as e:
-            return self._state(P.S_INVALID, "%s (the board's key file %s)" % (e, self.key_path))
-        except MemoryError:
+            self._state(P.S_INVALID, "%s (the board's key file %s)" % (e, self.key_path))
+        except MemoryError as e:
             self._close()
-            return self._state(P.S_INVALID, "the image does not fit the board's heap (%d bytes free)" % gc.mem_free())
-        except (DeviceError, ImportError, OSError) as e:
+            self._state(P.S_INVALID, "the image does not fit the board's heap (%s; %d bytes free after)"
+                        % (e, gc.mem_free()))
+        except Exception as e:      # DeviceError, ImportError (no kernels), anything: the server stays up
             self._close()
-            return self._state(P.S_INVALID, "the runtime refused the image: %s" % e)
-        self._state(P.S_READY, "ready")
+            self._state(P.S_INVALID, "the runtime refused the image: %s" % (
+                e if isinstance(e, DeviceError) else "%s: %s" % (type(e).__name__, e)))
+        if nv != seen:              # the highest version run: recorded before the image is used
+            try:
+                _save_nv(self.nv_path, nv)
+            except OSError as e:
+                self._close()
+                self._state(P.S_INVALID, "cannot record the image version in %s: %s" % (self.nv_path, e))
 
     def _verify_tiles(self):
         """Every tile's CRC and MAC, read back from the card: an upload is checked before it is used."""
@@ -171,7 +192,11 @@ class Server:
         h = img.h
         v = self.blk2
         for i in range(h["n_tiles"]):
-            off, n, crc, tag = img.tile_record(i, v)
+            try:
+                off, n, crc, tag = img.tile_record(i, v)
+            except DeviceError as e:
+                self._close()
+                return self._state(P.S_INVALID, "tile %d: %s" % (i, e))
             mac = C.Hmac(img.k_mac, b"T", struct.pack("<II", i, n))
             c = 0
             b = h["payload_block"] + off // _BLOCK
@@ -274,7 +299,8 @@ class Server:
         rt = self.rt
         struct.pack_into(P.HELLO_RSP, self.port.tx, P.HDR, P.VERSION_MAJOR, P.VERSION_MINOR, self.port.cap,
                          F.VERSION, v[0], v[1], v[2], gc.mem_free(), gc.mem_free() + gc.mem_alloc(),
-                         h["sram_budget"] if h else 0, rt.input_size() if rt else 0, rt.output_size() if rt else 0,
+                         h["sram_budget"] if h else 0, self._size(self.rows_in) if rt else 0,
+                         self._size(self.rows_out) if rt else 0,
                          self.card.nblocks, h["total_blocks"] if h else 0, self.state, self.image_id)
         return self._tail(_HELLO_N, self.msg)
 
@@ -372,51 +398,86 @@ class Server:
         self.port.tx[P.HDR] = self.state
         return self._tail(1, self.msg)
 
+    @staticmethod
+    def _size(rows):
+        return rows[0] * rows[1]
+
     def _input(self, pay, n):
+        """Input bytes in order from 0; offset 0 starts a new inference (its nonce is saved first)."""
         self._need("INPUT", 4, n)
         self._need_rt()
         off = struct.unpack_from(P.INPUT_REQ, pay)[0]
-        if off + n - 4 > len(self.inp):
-            raise _Err(P.E_ARGS, "INPUT past the end of the model's %d input bytes" % len(self.inp))
-        self.inp[off:off + n - 4] = pay[4:n]
+        rb = self.rows_in[1]
+        if off == 0:
+            self.rt.begin_input()
+            self.in_pos, self.in_crc, self.out_row = 0, 0, -1
+        if off != self.in_pos:
+            raise _Err(P.E_ARGS, "INPUT at byte %d: the board expects byte %d (an input goes in order, from 0)"
+                       % (off, max(self.in_pos, 0)))
+        if off + n - 4 > self._size(self.rows_in):
+            raise _Err(P.E_ARGS, "INPUT past the end of the model's %d input bytes" % self._size(self.rows_in))
+        self.in_crc = binascii.crc32(pay[4:n], self.in_crc)
+        i = 4
+        while i < n:
+            r, o = divmod(self.in_pos, rb)
+            m = min(rb - o, n - i)
+            self.row_in[o:o + m] = pay[i:i + m]
+            i += m
+            self.in_pos += m
+            if o + m == rb:
+                self.rt.write_input_row(r, self.row_in)
         return 0
 
     def _infer(self, pay, n):
         self._need("INFER", 8, n)
         self._need_rt()
         ln, crc = struct.unpack_from(P.INFER_REQ, pay)
-        if ln != len(self.inp):
-            raise _Err(P.E_ARGS, "the model takes %d input bytes, not %d" % (len(self.inp), ln))
-        if binascii.crc32(self.inp) & 0xFFFFFFFF != crc:
-            raise _Err(P.E_STATE, "the input on the board is not the one announced (CRC): send INPUT again")
+        if ln != self._size(self.rows_in):
+            raise _Err(P.E_ARGS, "the model takes %d input bytes, not %d" % (self._size(self.rows_in), ln))
+        if self.in_pos != ln or self.in_crc & 0xFFFFFFFF != crc:
+            raise _Err(P.E_STATE, "no complete input on the board, or not the one announced (each input runs "
+                       "once): send INPUT from byte 0")
+        self.in_pos = -1
         self._wait()
         rt = self.rt
         c = rt.card
         s = rt.stats
-        self.has_out = False
-        t0 = time.ticks_ms()
-        rt.set_input(self.inp)
         a = (s["bytes_read"], s["bytes_written"], c.blocks_read, c.blocks_written, s["macs"], s["tiles"], c.retries)
+        t0 = time.ticks_ms()
         rt.infer()
-        b = (s["bytes_read"], s["bytes_written"], c.blocks_read, c.blocks_written, s["macs"], s["tiles"], c.retries)
-        rt.read_output(self.out)
         ms = time.ticks_diff(time.ticks_ms(), t0)
-        self.has_out = True
+        b = (s["bytes_read"], s["bytes_written"], c.blocks_read, c.blocks_written, s["macs"], s["tiles"], c.retries)
+        crc = 0
+        for r in range(self.rows_out[0]):
+            rt.read_output_row(r, self.row_out)
+            crc = binascii.crc32(self.row_out, crc)
+        self.out_row = self.rows_out[0] - 1
         gc.collect()
-        struct.pack_into(P.INFER_RSP, self.port.tx, P.HDR, binascii.crc32(self.out) & 0xFFFFFFFF, ms,
+        struct.pack_into(P.INFER_RSP, self.port.tx, P.HDR, crc & 0xFFFFFFFF, ms,
                          b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3], b[4] - a[4], b[5] - a[5], b[6] - a[6],
                          rt.arena.peak, gc.mem_free())
         return _INFER_N
 
     def _output(self, pay, n):
+        """Output bytes of the last inference, read back row by row (the row last read is kept)."""
         self._need("OUTPUT", 8, n)
-        if not self.has_out:
+        if self.rt is None or self.out_row < 0:
             raise _Err(P.E_STATE, "no output: run INFER first")
         off, k = struct.unpack_from(P.OUTPUT_REQ, pay)
-        if k > self.port.cap or off + k > len(self.out):
+        rb = self.rows_out[1]
+        if k > self.port.cap or off + k > self._size(self.rows_out):
             raise _Err(P.E_ARGS, "OUTPUT of %d bytes at %d: the output has %d, a frame at most %d"
-                       % (k, off, len(self.out), self.port.cap))
-        self.port.tx[P.HDR:P.HDR + k] = self.out[off:off + k]
+                       % (k, off, self._size(self.rows_out), self.port.cap))
+        tx = self.port.tx
+        j = 0
+        while j < k:
+            r, o = divmod(off + j, rb)
+            if r != self.out_row:
+                self.rt.read_output_row(r, self.row_out)
+                self.out_row = r
+            m = min(rb - o, k - j)
+            tx[P.HDR + j:P.HDR + j + m] = self.row_out[o:o + m]
+            j += m
         return k
 
     def _stats(self, pay, n):
@@ -446,6 +507,29 @@ class Server:
 
     def _exit(self, pay, n):
         return 0
+
+
+def _load_nv(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_nv(path, nv):
+    """Through a temporary file and a rename (a FAT volume refuses to rename over a file: remove first)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(nv, f)
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        os.rename(tmp, path)
 
 
 def _tty_raw():

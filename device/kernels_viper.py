@@ -88,6 +88,12 @@ _PM_IN_ZP = const(2)
 _PM_OUT_ZP = const(3)
 _PM_MULT = const(4)
 _PM_SHIFT = const(5)
+_PL_IN_ZP = const(0)
+_PL_OUT_ZP = const(1)
+_PL_MULT_ID = const(2)
+_PL_SHIFT_ID = const(3)
+_PL_MULT_ALPHA = const(4)
+_PL_SHIFT_ALPHA = const(5)
 
 
 # ---- the one requantize -------------------------------------------------------------------------------
@@ -588,6 +594,32 @@ def _requant(p_buf, out, out_off: int, inp: ptr8, in_off: int, n: int, s_buf):
 
 
 @micropython.viper
+def _leaky(p_buf, out, out_off: int, inp: ptr8, in_off: int, n: int, s_buf):
+    # LEAKY_RELU: d = x - in_zp; clamp(out_zp + MBQM(d, identity if d >= 0 else alpha), -128, 127).
+    # The whole chunk goes through the identity multiplier, then each negative element again through
+    # alpha (one _rq call per element: a fallback, not a fast path).
+    p = ptr32(p_buf)
+    s = ptr32(s_buf)
+    zi = ((p[_PL_IN_ZP] & 0xFFFF) ^ 0x8000) - 0x8000
+    zo = ((p[_PL_OUT_ZP] & 0xFFFF) ^ 0x8000) - 0x8000
+    i = 0
+    while i < n:
+        m = n - i
+        if m > _CH:
+            m = _CH
+        for j in range(m):
+            s[j] = ((inp[in_off + i + j] ^ 128) - 128) - zi
+        _rq(s_buf, m, 0, m, p_buf, 4 * _PL_MULT_ID, 4 * _PL_SHIFT_ID, 0, out, out_off + i, 0, zo, -128, 127, 0, 0)
+        for j in range(m):
+            d = ((inp[in_off + i + j] ^ 128) - 128) - zi
+            if d < 0:
+                s[0] = d
+                _rq(s_buf, 1, 0, 1, p_buf, 4 * _PL_MULT_ALPHA, 4 * _PL_SHIFT_ALPHA, 0, out, out_off + i + j, 0,
+                    zo, -128, 127, 0, 0)
+        i += m
+
+
+@micropython.viper
 def _mean_acc(acc: ptr32, inp: ptr8, in_off: int, npix: int, c: int) -> int:
     # acc[k] += x over npix pixels of c channels; the stored words wrap like TFLite's int32 sums.
     if int(acc) & 3:
@@ -802,6 +834,14 @@ class Kernels:
         _fit("inp", inp, in_off, n)
         _fit("out", out, out_off, n)
         _requant(p, out, out_off, inp, in_off, n, self._a)
+
+    def leaky_relu_s8(self, p, out, out_off, inp, in_off, n):
+        _params(p, D.PL_LEN)
+        if n < 0 or p[D.PL_SHIFT_ID] > 31 or p[D.PL_SHIFT_ALPHA] > 31:
+            raise ValueError("leaky_relu_s8: n < 0 or a shift above 31")
+        _fit("inp", inp, in_off, n)
+        _fit("out", out, out_off, n)
+        _leaky(p, out, out_off, inp, in_off, n, self._a)
 
     def mean_acc_s8(self, acc, inp, in_off, npix, c):
         if npix < 0 or c < 1:

@@ -193,6 +193,8 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
             k.add_s8(p, mv, o_off, mv, offs[0], mv, offs[1], n)
         elif kind == D.OP_REQUANT:
             k.requant_s8(p, mv, o_off, mv, offs[0], n)
+        elif kind == D.OP_LEAKY_RELU:
+            k.leaky_relu_s8(p, mv, o_off, mv, offs[0], n)
         elif kind == D.OP_SOFTMAX:
             k.softmax_s8(p, mv, o_off, mv, offs[0], (r1 - r0) * out[4])
         elif kind == D.OP_MEAN:

@@ -9,7 +9,9 @@ docs/benchmarks.md, generated and never hand-edited, plus the raw figures as JSO
            TFLite's reference kernels and TFLite's default CPU path (XNNPACK);
 - heap:    the smallest MicroPython heap (`-X heapsize`) each example runs in, found by bisection;
 - viper:   MACs/s of the viper kernels on MicroPython beside the C kernels;
-- hil:     PUT_IMAGE throughput over a pseudo-terminal beside the raw pty throughput.
+- hil:     PUT_IMAGE throughput over a pseudo-terminal beside the raw pty throughput;
+- cortexm: executed instructions per MAC of the C kernels on QEMU's Cortex-M4 (DSP and plain C) and the
+           kernel library's .text size.
 """
 
 import hashlib
@@ -23,7 +25,7 @@ import numpy as np
 
 from .errors import HostError
 
-SECTIONS = ("zoo", "latency", "heap", "viper", "hil")
+SECTIONS = ("zoo", "latency", "heap", "viper", "hil", "cortexm")
 BUDGETS = (16 * 1024, 32 * 1024, 64 * 1024, 128 * 1024, 256 * 1024)
 KEY = bytes(range(32))          # benchmark images only; never a user's key
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -159,7 +161,13 @@ def heap_rows(log, cache_dir):
 
 def bench(*, sections=SECTIONS, models=("digits", "mobilenet_v2"), budgets=BUDGETS, md_path, json_path,
           cache_dir, log=lambda s: None):
-    res = dict(machine=dict(python=platform.python_version(), processor=platform.processor() or platform.machine(),
+    # Sections not run now keep their figures from the last run (the JSON beside the report), so a long
+    # section can be refreshed alone; every section records the date it was measured.
+    res = {}
+    if os.path.exists(json_path):
+        with open(json_path) as f:
+            res = json.load(f)
+    res.update(machine=dict(python=platform.python_version(), processor=platform.processor() or platform.machine(),
                             cpus=os.cpu_count()), date=time.strftime("%Y-%m-%d"))
     if "zoo" in sections:
         res["zoo"] = zoo_rows(models, budgets, cache_dir, log)
@@ -175,6 +183,10 @@ def bench(*, sections=SECTIONS, models=("digits", "mobilenet_v2"), budgets=BUDGE
         from .hil import measure_throughput
         log("hil throughput")
         res["hil"] = measure_throughput()
+    if "cortexm" in sections:
+        from .cortexm import cortexm_figures
+        log("cortex-m4 instruction counts on qemu")
+        res["cortexm"] = cortexm_figures(log=log)
     from .bench_report import markdown
     _write(json_path, json.dumps(res, indent=1, default=str))
     _write(md_path, markdown(res))

@@ -76,6 +76,8 @@ def markdown(res):
         lines += _heap(res["heap"]) + [""]
     if "viper" in res:
         lines += _generic("Viper kernels on MicroPython vs the C kernels (MACs per second)", res["viper"]) + [""]
+    if "cortexm" in res:
+        lines += _generic("Cortex-M4 (QEMU mps2-an386, -icount): executed instructions per MAC", res["cortexm"]) + [""]
     if "hil" in res:
         lines += _generic("Hardware in the loop over a pseudo-terminal", res["hil"]) + [""]
     return "\n".join(lines) + "\n"

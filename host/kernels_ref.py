@@ -241,6 +241,17 @@ class Kernels:
             v = mbqm(int(x[i]) - p[d.PR_IN_ZP], p[d.PR_MULT], p[d.PR_SHIFT]) + p[d.PR_OUT_ZP]
             o[out_off + i] = _clamp(v, -128, 127)
 
+    def leaky_relu_s8(self, p, out, out_off, inp, in_off, n):
+        p = _p(p)
+        x, o = _i8(inp, in_off, n), _out(out, out_off, n)
+        for i in range(n):
+            dx = int(x[i]) - p[d.PL_IN_ZP]
+            if dx >= 0:
+                v = mbqm(dx, p[d.PL_MULT_ID], p[d.PL_SHIFT_ID])
+            else:
+                v = mbqm(dx, p[d.PL_MULT_ALPHA], p[d.PL_SHIFT_ALPHA])
+            o[out_off + i] = _clamp(v + p[d.PL_OUT_ZP], -128, 127)
+
     def mean_acc_s8(self, acc, inp, in_off, npix, c):
         s = np.frombuffer(acc, dtype="<i4", count=c)  # writable view of the caller's int32 sums
         total = _i8(inp, in_off, npix * c).reshape(npix, c).sum(axis=0)

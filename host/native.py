@@ -5,6 +5,9 @@ given, turns them into pointers at the byte offsets, and lets C do the arithmeti
     from tileswap.host.native import Kernels
     k = Kernels()
     k.conv_s8(p, out, 0, inp, 0, in_h, y0, oh, wts, g)   # out: bytearray, the rest any buffer
+
+`Kernels(naive=True)` runs the naive C kernels (`ts_<op>_s8_ref`) for CONV_2D, DEPTHWISE_CONV_2D and
+FULLY_CONNECTED instead of the fast ones: the same results, for tests and timing.
 """
 
 from tileswap.device import opdefs as d
@@ -50,6 +53,12 @@ def _spatial_out_need(p, oh, g):
 class Kernels:
     """C kernels; identical arguments and results to tileswap.host.kernels_ref.Kernels."""
 
+    def __init__(self, *, naive=False):
+        self.naive = naive
+        self._conv = lib.ts_conv_s8_ref if naive else lib.ts_conv_s8
+        self._dwconv = lib.ts_dwconv_s8_ref if naive else lib.ts_dwconv_s8
+        self._fc = lib.ts_fc_s8_ref if naive else lib.ts_fc_s8
+
     def conv_s8(self, p, out, out_off, inp, in_off, in_h, y0, oh, wts, g):
         a = _Args()
         p = _p32(p)
@@ -58,7 +67,7 @@ class Kernels:
         w = a.buf("wts", wts, 0, _align4(nf) + 12 * g)
         i = a.buf("inp", inp, in_off, in_h * p[d.P_IN_W] * p[d.P_IN_C])
         o = a.buf("out", out, out_off, _spatial_out_need(p, oh, g), writable=True)
-        _check(lib.ts_conv_s8(pp, y0, oh, g, in_h, i, w, o), "conv_s8")
+        _check(self._conv(pp, y0, oh, g, in_h, i, w, o), "conv_s8")
 
     def dwconv_s8(self, p, out, out_off, inp, in_off, in_h, y0, oh, wts, c0, g):
         a = _Args()
@@ -67,7 +76,7 @@ class Kernels:
         w = a.buf("wts", wts, 0, _align4(g * p[d.P_KH] * p[d.P_KW]) + 12 * g)
         i = a.buf("inp", inp, in_off, in_h * p[d.P_IN_W] * p[d.P_IN_C])
         o = a.buf("out", out, out_off, _spatial_out_need(p, oh, g), writable=True)
-        _check(lib.ts_dwconv_s8(pp, y0, oh, c0, g, in_h, i, w, o), "dwconv_s8")
+        _check(self._dwconv(pp, y0, oh, c0, g, in_h, i, w, o), "dwconv_s8")
 
     def _pool(self, fn, name, p, out, out_off, inp, in_off, in_h, y0, oh, c0, g):
         a = _Args()
@@ -91,7 +100,7 @@ class Kernels:
         w = a.buf("wts", wts, 0, _align4(g * n) + 12 * g)
         i = a.buf("inp", inp, in_off, rows * n)
         o = a.buf("out", out, out_off, max(0, (rows - 1) * p[d.PF_OUT_C] + g), writable=True)
-        _check(lib.ts_fc_s8(pp, rows, g, i, w, o), "fc_s8")
+        _check(self._fc(pp, rows, g, i, w, o), "fc_s8")
 
     def add_s8(self, p, out, out_off, a_buf, a_off, b_buf, b_off, n):
         a = _Args()
@@ -109,6 +118,14 @@ class Kernels:
         i = a.buf("inp", inp, in_off, n)
         o = a.buf("out", out, out_off, n, writable=True)
         _check(lib.ts_requant_s8(pp, n, i, o), "requant_s8")
+
+    def leaky_relu_s8(self, p, out, out_off, inp, in_off, n):
+        a = _Args()
+        p = _p32(p)
+        pp = a.params(p, d.PL_LEN)
+        i = a.buf("inp", inp, in_off, n)
+        o = a.buf("out", out, out_off, n, writable=True)
+        _check(lib.ts_leaky_relu_s8(pp, n, i, o), "leaky_relu_s8")
 
     def mean_acc_s8(self, acc, inp, in_off, npix, c):
         a = _Args()

@@ -1,5 +1,6 @@
-/* Element-wise int8 ops: ADD (add.cc general rescaling path), QUANTIZE int8 -> int8 (Requantize) and MEAN
- * over H and W (reduce.cc -> QuantizedMeanOrSum), the last split in two so the tiler can feed row bands. */
+/* Element-wise int8 ops: ADD (add.cc general rescaling path), QUANTIZE int8 -> int8 (Requantize), LEAKY_RELU
+ * (activations.cc -> reference_ops::QuantizeLeakyRelu) and MEAN over H and W (reduce.cc -> QuantizedMeanOrSum),
+ * the last split in two so the tiler can feed row bands. */
 #include "ts_kernels.h"
 #include "ts_util.h"
 
@@ -26,6 +27,21 @@ ts_status ts_requant_s8(const int32_t *p, int32_t n, const int8_t *in, int8_t *o
     if (!p || !in || !out || n < 0) return TS_ERR_ARG;
     for (i = 0; i < n; i++) {
         int32_t v = ts_mbqm((int32_t)in[i] - p[TS_PR_IN_ZP], p[TS_PR_MULT], p[TS_PR_SHIFT]) + p[TS_PR_OUT_ZP];
+        out[i] = ts_clamp8(v, -128, 127);
+    }
+    return TS_OK;
+}
+
+ts_status ts_leaky_relu_s8(const int32_t *p, int32_t n, const int8_t *in, int8_t *out)
+{
+    int32_t i, zp, mid, sid, ma, sa;
+    if (!p || !in || !out || n < 0) return TS_ERR_ARG;
+    zp = p[TS_PL_IN_ZP]; mid = p[TS_PL_MULT_ID]; sid = p[TS_PL_SHIFT_ID];
+    ma = p[TS_PL_MULT_ALPHA]; sa = p[TS_PL_SHIFT_ALPHA];
+    if (sid < -31 || sid > 31 || sa < -31 || sa > 31) return TS_ERR_ARG;
+    for (i = 0; i < n; i++) {
+        int32_t d = (int32_t)in[i] - zp;
+        int32_t v = (d >= 0 ? ts_mbqm(d, mid, sid) : ts_mbqm(d, ma, sa)) + p[TS_PL_OUT_ZP];
         out[i] = ts_clamp8(v, -128, 127);
     }
     return TS_OK;

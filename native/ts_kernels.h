@@ -1,9 +1,17 @@
 /* tileswap tile kernels: int8 Eval, bit-exact with TensorFlow Lite's reference kernels (BUILTIN_REF).
  *
- * Portable C99: no malloc, printf, abort or intrinsics; the same files build for the host (cffi) and for
- * Cortex-M (arm-none-eabi-gcc -mcpu=cortex-m4). Every parameter that can be computed ahead of time (the
- * `p` vectors, per-channel multipliers) comes from the host-side Prepare in tiler/quant.py. The slot
- * indices below mirror device/opdefs.py; change both together.
+ * Portable C99: no malloc, printf or abort; the same files build for the host (cffi, native/build_cffi.py)
+ * and for Cortex-M (arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -O2, native/cortexm/). Every parameter that
+ * can be computed ahead of time (the `p` vectors, per-channel multipliers) comes from the host-side Prepare
+ * in tiler/quant.py. The slot indices below mirror device/opdefs.py; change both together.
+ *
+ * Two implementations of the arithmetic-heavy ops (docs/native.md):
+ *   - ts_conv_s8, ts_dwconv_s8, ts_fc_s8: the fast kernels, the defaults. Blocked over output channels and
+ *     pixels with int32 accumulators in registers; inner loops the host compiler vectorises, or, where the
+ *     target has the DSP extension (__ARM_FEATURE_DSP: Cortex-M4/M7/M33), dual 16-bit multiply-accumulates
+ *     (SMLAD). Same results, bit for bit, as
+ *   - ts_conv_s8_ref, ts_dwconv_s8_ref, ts_fc_s8_ref: the naive kernels, kept as the reference (tests
+ *     compare the two on every shape) and used by the fast ones for shapes they do not specialise.
  *
  * Conventions for every function:
  *   - argument order: params `p` (int32, read only), per-tile sizes, then each tensor's dims and data,
@@ -11,6 +19,8 @@
  *   - tensors are int8, NHWC without the batch ([rows][width][channels]); multi-byte values (weight payload
  *     int32 arrays, `acc`) are little-endian, the byte order of both targets.
  *   - returns TS_OK, or TS_ERR_ARG for arguments a correct caller never passes (output then undefined).
+ *   - scratch lives on the stack, bounded at compile time: ts_conv_s8 uses about 5 * TS_COL_MAX + 8 *
+ *     TS_CONV_GC bytes (1.8 KiB on Cortex-M with the defaults below), the other kernels under 300 bytes.
  *
  * Spatial band convention (CONV_2D, DEPTHWISE_CONV_2D, pools): a tile computes `oh` output rows, all
  * P_OUT_W columns and `g` channels. Output row oy, filter row ky read band row iy = y0 + oy*sh + ky*dh;
@@ -88,6 +98,16 @@ typedef enum { TS_OK = 0, TS_ERR_ARG = 1 } ts_status;
 #define TS_PM_SHIFT 5
 #define TS_PM_LEN 6
 
+/* LEAKY_RELU (activations.cc, reference_ops::QuantizeLeakyRelu): x - in_zp >= 0 is rescaled by the identity
+ * multiplier (in_scale / out_scale), below zero by the alpha multiplier (in_scale * alpha / out_scale). */
+#define TS_PL_IN_ZP 0
+#define TS_PL_OUT_ZP 1
+#define TS_PL_MULT_ID 2
+#define TS_PL_SHIFT_ID 3    /* [-31, 31] */
+#define TS_PL_MULT_ALPHA 4  /* negative for a negative alpha */
+#define TS_PL_SHIFT_ALPHA 5 /* [-31, 31] */
+#define TS_PL_LEN 6
+
 /* SOFTMAX over the last axis */
 #define TS_PS_N 0
 #define TS_PS_INPUT_MULT 1   /* input_beta_multiplier */
@@ -96,16 +116,15 @@ typedef enum { TS_OK = 0, TS_ERR_ARG = 1 } ts_status;
 #define TS_PS_OUT_ZP 4       /* -128 (output scale 1/256) */
 #define TS_PS_LEN 5
 
-/* gemmlowp SaturatingRoundingDoublingHighMul: round(a * b / 2**31) with ties away from zero; the one
- * overflow (INT32_MIN * INT32_MIN) saturates. Relies on >> of a negative int64 being arithmetic (GCC). */
+/* gemmlowp SaturatingRoundingDoublingHighMul: a * b / 2**31 rounded to nearest; the one overflow
+ * (INT32_MIN * INT32_MIN) saturates. gemmlowp nudges by +-2**30 and truncates toward zero; for every
+ * other pair that equals floor((a*b + 2**30) / 2**31) (for a*b < 0: trunc((ab + 1 - 2**30) / 2**31) =
+ * floor((ab + 1 - 2**30 + 2**31 - 1) / 2**31)), one 64-bit multiply-add and a shift (SMLAL on Cortex-M).
+ * Relies on >> of a negative int64 being arithmetic (GCC, Clang). */
 static inline int32_t ts_srdhm(int32_t a, int32_t b)
 {
-    int64_t ab, v;
     if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
-    ab = (int64_t)a * (int64_t)b;
-    v = ab + (ab >= 0 ? (1 << 30) : (1 - (1 << 30)));
-    if (v < 0) v += 0x7fffffff; /* C++ division truncates toward zero; >> floors */
-    return (int32_t)(v >> 31);
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2**e rounded to nearest, ties away from zero; e in [0, 31].
@@ -148,15 +167,25 @@ static inline int32_t ts_mbqm_single(int32_t x, int32_t mult, int32_t shift)
  *   oh   in  output rows, >= 1;  g  in  output channels of this tile, [1, out_c]
  *   in_h in  band rows, >= 1;   in  in  int8 [in_h][in_w][in_c]
  *   wts  in  filter int8 [g][kh][kw][in_c] + bias/mult/shift [g]
- *   out  out int8, oh rows of stride out_w*out_c; g channels written per pixel */
+ *   out  out int8, oh rows of stride out_w*out_c; g channels written per pixel
+ * Fast path: pixels in pairs, each pair's receptive fields gathered once into int16 columns (zero point
+ * subtracted, padding 0; a 1x1 filter widens its input pixel directly), then 2 channels x 2 pixels per
+ * inner product; filters longer than TS_COL_MAX are taken TS_COL_MAX values at a time. */
 ts_status ts_conv_s8(const int32_t *p, int32_t y0, int32_t oh, int32_t g,
                      int32_t in_h, const int8_t *in, const int8_t *wts, int8_t *out);
+ts_status ts_conv_s8_ref(const int32_t *p, int32_t y0, int32_t oh, int32_t g,
+                         int32_t in_h, const int8_t *in, const int8_t *wts, int8_t *out);
 
 /* DEPTHWISE_CONV_2D: output channel c0 + k reads input channel (c0 + k) / dm.
  *   c0, g  in  first output channel and count, multiples of dm, c0 + g <= in_c * dm
- *   wts    in  filter int8 [kh][kw][g] + bias/mult/shift [g]; other arguments as ts_conv_s8 */
+ *   wts    in  filter int8 [kh][kw][g] + bias/mult/shift [g]; other arguments as ts_conv_s8
+ * Fast path (dm == 1): channels in blocks with the accumulators in registers, the window's valid taps
+ * listed once per pixel; 3x3 windows fully inside the band run an unrolled 9-tap loop. dm > 1 runs the
+ * reference. */
 ts_status ts_dwconv_s8(const int32_t *p, int32_t y0, int32_t oh, int32_t c0, int32_t g,
                        int32_t in_h, const int8_t *in, const int8_t *wts, int8_t *out);
+ts_status ts_dwconv_s8_ref(const int32_t *p, int32_t y0, int32_t oh, int32_t c0, int32_t g,
+                           int32_t in_h, const int8_t *in, const int8_t *wts, int8_t *out);
 
 /* MAX_POOL_2D / AVERAGE_POOL_2D: output channel c0 + k from input channel c0 + k, c0 + g <= in_c.
  * Average: sum / count of valid positions, rounded half away from zero; both clamp to ACT_MIN..MAX. */
@@ -168,15 +197,21 @@ ts_status ts_avgpool_s8(const int32_t *p, int32_t y0, int32_t oh, int32_t c0, in
 /* FULLY_CONNECTED: `rows` input vectors of n = p[TS_PF_N] int8 (contiguous), g output features;
  * requantized with ts_mbqm_single, not ts_mbqm.
  *   wts in  filter int8 [g][n] + bias/mult/shift [g] (filter zero point 0)
- *   out out row r, feature k at out[r*out_c + k] */
+ *   out out row r, feature k at out[r*out_c + k]
+ * Fast path: 4 features per pass over the input row (no scratch). */
 ts_status ts_fc_s8(const int32_t *p, int32_t rows, int32_t g, const int8_t *in, const int8_t *wts,
                    int8_t *out);
+ts_status ts_fc_s8_ref(const int32_t *p, int32_t rows, int32_t g, const int8_t *in, const int8_t *wts,
+                       int8_t *out);
 
 /* ADD of n elements, TFLite's int8 scheme (inputs << left_shift, each rescaled, sum rescaled). */
 ts_status ts_add_s8(const int32_t *p, int32_t n, const int8_t *a, const int8_t *b, int8_t *out);
 
 /* QUANTIZE int8 -> int8 of n elements: clamp(MBQM(x - in_zp, mult, shift) + out_zp, -128, 127). */
 ts_status ts_requant_s8(const int32_t *p, int32_t n, const int8_t *in, int8_t *out);
+
+/* LEAKY_RELU of n elements: d = x - in_zp; clamp(MBQM(d, d >= 0 ? identity : alpha) + out_zp, -128, 127). */
+ts_status ts_leaky_relu_s8(const int32_t *p, int32_t n, const int8_t *in, int8_t *out);
 
 /* MEAN, first half: acc[ch] += sum of npix pixels of c channels (int8 [npix][c]).
  *   acc in/out int32[c], 4-byte aligned, zeroed by the caller before the first band.

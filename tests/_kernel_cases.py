@@ -185,6 +185,23 @@ def isolate(tflite, name):
     return bytes(b.Output())
 
 
+def requantized(tflite, *, in_q, out_q, alpha=None):
+    """A copy of an `isolate`d one-op model with other (scale, zero point) on its input and output tensors, and
+    for LEAKY_RELU another alpha: Prepare arithmetic can then be probed at values a converter never picks."""
+    import flatbuffers
+    fb = schema.ModelT.InitFromPackedBuf(tflite, 0)
+    sg = fb.subgraphs[0]
+    (op,) = sg.operators
+    if alpha is not None:
+        op.builtinOptions.alpha = float(alpha)
+    for index, (scale, zp) in ((op.inputs[0], in_q), (op.outputs[0], out_q)):
+        sg.tensors[index].quantization.scale = [float(scale)]
+        sg.tensors[index].quantization.zeroPoint = [int(zp)]
+    b = flatbuffers.Builder(1024)
+    b.Finish(fb.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
 def run_isolated(tflite, inputs):
     """Run an `isolate`d model on int8 arrays of any shape; returns (output, input details, output detail)."""
     it = tf.lite.Interpreter(model_content=tflite,

@@ -64,6 +64,12 @@ def mean_model(h, w, c, keepdims, positive=False):
     return keras.Model(x, y), [((1, h, w, c), 1.0, 4.0 if positive else 0.0)], {}
 
 
+def leaky_model(n, alpha, scale):
+    keras, L, _ = _keras()
+    x = keras.Input((n,), batch_size=1, name="in0")
+    return keras.Model(x, L.LeakyReLU(negative_slope=alpha)(x)), [((1, n), scale, 0.0)], {}
+
+
 def softmax_model(shape, scale):
     keras, L, _ = _keras()
     x = keras.Input(shape, batch_size=1, name="in0")

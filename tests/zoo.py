@@ -410,6 +410,14 @@ def inverted_residual():
     return _finish("inverted_residual", x, L.Add()([y, L.Conv2D(12, 1)(d2)]))
 
 
+@case("CONV_2D", "CONV_2D", "LEAKY_RELU", "LEAKY_RELU", "MAX_POOL_2D")
+def leaky_relu_yolo():
+    """Tiny-YOLO's unit: CONV_2D, LeakyReLU(0.1) (never fused: its own LEAKY_RELU op), 2x2 max pool."""
+    L, x = _start("leaky_relu_yolo", (12, 12, 3))
+    y = L.MaxPooling2D(2)(L.LeakyReLU(negative_slope=0.1)(L.Conv2D(8, 3, padding="same")(x)))
+    return _finish("leaky_relu_yolo", x, L.LeakyReLU(negative_slope=0.1)(L.Conv2D(5, 3, padding="same")(y)))
+
+
 @case("PAD", "CONV_2D")
 def pad_asym_conv():
     """ZeroPadding2D(((1, 2), (2, 0))) -> PAD (fill = zero point), then a 3x3 'valid' CONV_2D.

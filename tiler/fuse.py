@@ -19,7 +19,8 @@ from ..device import format as F
 from ..device import opdefs as D
 from ..device import schedule as S
 
-_BANDABLE = (D.OP_CONV, D.OP_DWCONV, D.OP_MAXPOOL, D.OP_AVGPOOL, D.OP_ADD, D.OP_REQUANT, D.OP_PAD)
+_BANDABLE = (D.OP_CONV, D.OP_DWCONV, D.OP_MAXPOOL, D.OP_AVGPOOL, D.OP_ADD, D.OP_REQUANT, D.OP_PAD,
+             D.OP_LEAKY_RELU)
 _WEIGHTED = (D.OP_CONV, D.OP_DWCONV)
 _MAX_CHAIN = 12
 

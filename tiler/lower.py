@@ -15,7 +15,7 @@ from . import quant
 from ..device import opdefs as D
 
 SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MAX_POOL_2D", "AVERAGE_POOL_2D",
-             "MEAN", "PAD", "RESHAPE", "CONCATENATION", "SOFTMAX", "QUANTIZE", "DEQUANTIZE")
+             "MEAN", "PAD", "RESHAPE", "CONCATENATION", "SOFTMAX", "QUANTIZE", "DEQUANTIZE", "LEAKY_RELU")
 _ACT = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
 
 
@@ -297,6 +297,11 @@ def _lower_op(op, where, T, tensor, L):
         if _ACT.get(opts.fusedActivationFunction) != "NONE":
             raise TilerError("%s: fused activation on CONCATENATION is not supported" % where)
         lop = LOp(D.OP_CONCAT, op.index, [tensor(i) for i in ins], tensor(o), [])
+        return lop
+    elif name == "LEAKY_RELU":
+        lop = LOp(D.OP_LEAKY_RELU, op.index, [tensor(ins[0])], tensor(o), None)
+        si, zi = T[ins[0]].q()
+        lop.p = list(quant.leaky_relu_params(in_scale=si, in_zp=zi, out_scale=so, out_zp=zo, alpha=float(opts.alpha)))
         return lop
     elif name == "SOFTMAX":
         lop = LOp(D.OP_SOFTMAX, op.index, [tensor(ins[0])], tensor(o), None)

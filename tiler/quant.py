@@ -230,3 +230,35 @@ def softmax_params(*, n, in_scale, beta=1.0, out_scale=1.0 / 256, out_zp=-128):
     radius = ((1 << bits) - 1) * float(1 << (31 - bits)) / float(1 << ls)
     return _vec(d.PS_LEN, {d.PS_N: n, d.PS_INPUT_MULT: m, d.PS_INPUT_LSHIFT: ls,
                            d.PS_DIFF_MIN: -int(math.floor(radius)), d.PS_OUT_ZP: out_zp})
+
+
+def _quantize_multiplier_signed(real):
+    """QuantizeMultiplier for any finite `real`, negative included (TFLite's handles the sign through frexp):
+    the magnitude rounds as in quantize_multiplier, but a negative q rounding to -2**31 stays INT32_MIN
+    (TFLite halves only +2**31)."""
+    real = float(real)
+    if real >= 0:
+        return quantize_multiplier(real)
+    if not math.isfinite(real):
+        raise ValueError(f"multiplier must be finite, got {real}")
+    q, shift = math.frexp(real)
+    q_fixed = -_round_half_away(-q * (1 << 31))
+    if shift < -31:
+        return 0, 0
+    return q_fixed, shift
+
+
+def leaky_relu_params(*, in_scale, in_zp, out_scale, out_zp, alpha):
+    """The PL_* p vector of int8 LEAKY_RELU (activations.cc: LeakyReluPrepare, reference_ops::QuantizeLeakyRelu).
+
+    TFLite forms both multipliers in float32 and widens them to double: alpha_multiplier =
+    in_scale * alpha / out_scale, identity_multiplier = in_scale / out_scale (float products and quotients),
+    each through QuantizeMultiplier. Eval: d = x - in_zp; out = clamp(out_zp + MBQM(d, identity) if d >= 0
+    else out_zp + MBQM(d, alpha), -128, 127), MBQM with double rounding (ts_mbqm)."""
+    f = np.float32
+    alpha_mult = float(f(f(f(in_scale) * f(alpha)) / f(out_scale)))
+    ident_mult = float(f(f(in_scale) / f(out_scale)))
+    mi, si = quantize_multiplier(ident_mult)
+    ma, sa = _quantize_multiplier_signed(alpha_mult)
+    return _vec(d.PL_LEN, {d.PL_IN_ZP: in_zp, d.PL_OUT_ZP: out_zp, d.PL_MULT_ID: mi, d.PL_SHIFT_ID: si,
+                           d.PL_MULT_ALPHA: ma, d.PL_SHIFT_ALPHA: sa})

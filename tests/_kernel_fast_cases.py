@@ -1,0 +1,156 @@
+"""Kernel calls that steer the fast C kernels (ts_conv.c, ts_dwconv.c, ts_fc.c) through every path and its
+edges: random geometry, plus named shapes at each path's limits (the host's and Cortex-M's TS_COL_MAX, the
+channel group TS_CONV_GC, depthwise blocks and leftovers, windows entirely in the padding, FC groups of
+fewer than four, multipliers and shifts outside what TFLite's Prepare makes). Each case is a function of a
+Kernels object (the docs/kernels.md API) returning the output bytes, or None if the kernel refused; the
+output buffer starts as random bytes, so a write outside the tile shows. Used by test_kernels_fast.py
+(fast against naive against numpy) and _cortexm_vectors.py (the same calls on the emulated Cortex-M4)."""
+
+import numpy as np
+
+from tileswap.tiler import quant
+
+
+def _payload(rng, taps, g, *, odd_requant=False):
+    """A weight payload of g channels with `taps` int8 weights per channel; with odd_requant some channels
+    have multipliers or shifts outside TFLite's range (the fast requantizer's fallback)."""
+    mult = rng.integers(1 << 30, 1 << 31, g)
+    shift = rng.integers(-14, 3, g)
+    bias = rng.integers(-99999, 99999, g)
+    if odd_requant and g > 2:
+        mult[0], shift[1], mult[2] = -(1 << 31), -40, 0      # shifts above 31 are undefined (ts_mbqm)
+    return quant.pack_weights_payload(rng.integers(-128, 128, g * taps, dtype=np.int8), bias, mult, shift)
+
+
+def _call(method, size, rng, *args):
+    start = bytes(rng.integers(0, 256, size, dtype=np.uint8))
+
+    def run(k):
+        out = bytearray(start)
+        try:
+            getattr(k, method)(*args[:1], out, *args[1:])
+        except ValueError:
+            return None
+        return bytes(out)
+    return run
+
+
+def conv_case(rng, *, in_w, in_c, out_w, g, kh, kw, sh=1, sw=1, dh=1, dw=1, pad_l=0, in_h, y0, oh, out_c=None,
+              off=3, odd_requant=False, fused=None):
+    out_c = out_c or g
+    p = quant.conv_params(in_w=in_w, in_c=in_c, out_w=out_w, out_c=out_c, kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw,
+                          pad_l=pad_l, in_zp=int(rng.integers(-128, 128)), out_zp=int(rng.integers(-128, 128)),
+                          out_scale=1.0)
+    lo = int(rng.integers(-128, 40)) if fused is None else fused[0]
+    p[13], p[14] = lo, (int(rng.integers(lo, 128)) if fused is None else fused[1])
+    inp = rng.integers(-128, 128, off + in_h * in_w * in_c + 2, dtype=np.int8).tobytes()
+    pay = _payload(rng, kh * kw * in_c, g, odd_requant=odd_requant)
+    return _call("conv_s8", off + oh * out_w * out_c + 2, rng, p, off, inp, off, in_h, y0, oh, pay, g)
+
+
+def dwconv_case(rng, *, in_w, in_c, out_w, kh, kw, c0=0, g=None, dm=1, sh=1, sw=1, dh=1, dw=1, pad_l=0, in_h, y0,
+                oh, off=2, odd_requant=False):
+    g = g or in_c * dm - c0
+    p = quant.dwconv_params(in_w=in_w, in_c=in_c, out_w=out_w, kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw, pad_l=pad_l,
+                            in_zp=int(rng.integers(-128, 128)), out_zp=int(rng.integers(-128, 128)), out_scale=1.0,
+                            dm=dm)
+    lo = int(rng.integers(-128, 40))
+    p[13], p[14] = lo, int(rng.integers(lo, 128))
+    inp = rng.integers(-128, 128, off + in_h * in_w * in_c + 1, dtype=np.int8).tobytes()
+    pay = _payload(rng, kh * kw, g, odd_requant=odd_requant)
+    return _call("dwconv_s8", off + oh * out_w * in_c * dm + 1, rng, p, off, inp, off, in_h, y0, oh, pay, c0, g)
+
+
+def fc_case(rng, *, n, g, rows=1, out_c=None, off=1, odd_shift=False):
+    out_c = out_c or g
+    p = quant.fc_params(n=n, out_c=out_c, in_zp=int(rng.integers(-128, 128)), out_zp=int(rng.integers(-128, 128)),
+                        out_scale=1.0)
+    lo = int(rng.integers(-128, 40))
+    p[4], p[5] = lo, int(rng.integers(lo, 128))
+    inp = rng.integers(-128, 128, off + rows * n + 3, dtype=np.int8).tobytes()
+    shift = rng.integers(-14, 1, g)
+    if odd_shift:
+        shift[-1] = 31                       # beyond the single-rounding multiply: refused
+    pay = quant.pack_weights_payload(rng.integers(-128, 128, g * n, dtype=np.int8), rng.integers(-99999, 99999, g),
+                                     rng.integers(1 << 30, 1 << 31, g), shift)
+    return _call("fc_s8", off + (rows - 1) * out_c + g + 2, rng, p, off, inp, off, rows, pay, g)
+
+
+def random_cases(seed, count):
+    """`count` random conv / depthwise / FC calls (small enough for the numpy reference)."""
+    rng = np.random.default_rng(seed)
+    r = lambda lo, hi: int(rng.integers(lo, hi + 1))  # noqa: E731
+    cases = []
+    for i in range(count):
+        kind = ("conv", "dw", "fc")[i % 3]
+        if kind == "fc":
+            cases.append((f"fc {i}", fc_case(rng, n=r(1, 70), g=r(1, 13), rows=r(1, 3))))
+            continue
+        in_w, in_h, out_w, oh = r(1, 8), r(1, 6), r(1, 6), r(1, 4)
+        kh, kw, sh, sw, dh, dw = r(1, 4), r(1, 4), r(1, 3), r(1, 3), r(1, 2), r(1, 2)
+        geom = dict(in_w=in_w, out_w=out_w, kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw, pad_l=r(0, 2), in_h=in_h,
+                    y0=r(-3, 2), oh=oh, odd_requant=i % 7 == 0)
+        if kind == "conv":
+            in_c = int(rng.choice([1, 2, 3, 4, 5, 8, 12, 16, 17]))
+            g = r(1, 9)
+            cases.append((f"conv {i}", conv_case(rng, in_c=in_c, g=g, out_c=g + r(0, 3), **geom)))
+        else:
+            dm = r(1, 2) if i % 5 == 0 else 1
+            in_c = r(1, 21)
+            c0 = r(0, in_c - 1) * dm if i % 4 == 0 else 0
+            cases.append((f"dw {i}", dwconv_case(rng, in_c=in_c, dm=dm, c0=c0, g=in_c * dm - c0, **geom)))
+    return cases
+
+
+def edge_cases(seed=11):
+    """Shapes at each fast path's limits; some too large for the numpy reference (`big`)."""
+    rng = np.random.default_rng(seed)
+    c = []
+    # CONV_2D: the 1x1 path (pixel pairs across rows, an odd last pixel, odd channel counts, a channel group
+    # boundary at 64), taps of 4k channels (widened in place) and of other counts (staged).
+    c.append(("1x1 odd pixels and channels", conv_case(rng, in_w=5, in_c=24, out_w=5, g=67, kh=1, kw=1, in_h=3, y0=0,
+                                                         oh=3, out_c=70), False))
+    c.append(("1x1 stride 2, one pixel", conv_case(rng, in_w=3, in_c=7, out_w=1, g=3, kh=1, kw=1, sh=2, sw=2, in_h=1,
+                                                     y0=0, oh=1), False))
+    c.append(("1x1 padded pixels", conv_case(rng, in_w=3, in_c=8, out_w=5, g=4, kh=1, kw=1, pad_l=1, in_h=2, y0=-1,
+                                               oh=4), False))
+    c.append(("3x3 taps of 32 channels", conv_case(rng, in_w=7, in_c=32, out_w=7, g=33, kh=3, kw=3, pad_l=1, in_h=6,
+                                                     y0=-1, oh=5), False))
+    c.append(("3x3 taps of 3 channels, stride 2", conv_case(rng, in_w=9, in_c=3, out_w=5, g=16, kh=3, kw=3, sh=2,
+                                                              sw=2, pad_l=1, in_h=9, y0=-1, oh=5), False))
+    c.append(("5x3 dilated, 130 channels", conv_case(rng, in_w=8, in_c=6, out_w=4, g=130, kh=5, kw=3, dh=2, dw=2,
+                                                       pad_l=2, in_h=8, y0=-2, oh=3, odd_requant=True), False))
+    # Filters longer than TS_COL_MAX (256 on Cortex-M, 2048 on the host): gathered in pieces.
+    c.append(("3x3 K=576 (> Cortex-M column)", conv_case(rng, in_w=4, in_c=64, out_w=4, g=9, kh=3, kw=3, pad_l=1,
+                                                           in_h=4, y0=-1, oh=4), False))
+    c.append(("3x3 K=333 staged in pieces", conv_case(rng, in_w=4, in_c=37, out_w=3, g=5, kh=3, kw=3, in_h=5, y0=0,
+                                                        oh=3), False))
+    c.append(("1x1 K=300 (> Cortex-M column)", conv_case(rng, in_w=3, in_c=300, out_w=3, g=70, kh=1, kw=1, in_h=1,
+                                                           y0=0, oh=1), False))
+    c.append(("3x3 K=2169 (> host column)", conv_case(rng, in_w=3, in_c=241, out_w=3, g=3, kh=3, kw=3, pad_l=1, in_h=3,
+                                                        y0=-1, oh=3), True))
+    c.append(("1x1 K=2100 (> host column)", conv_case(rng, in_w=2, in_c=2100, out_w=2, g=66, kh=1, kw=1, in_h=1,
+                                                        y0=0, oh=1), True))
+    c.append(("conv full-range clamps", conv_case(rng, in_w=4, in_c=16, out_w=4, g=8, kh=1, kw=1, in_h=2, y0=0, oh=2,
+                                                    fused=(-128, 127)), False))
+    # DEPTHWISE_CONV_2D: 3x3 windows (full and clipped), channels in blocks of 4 / 16 with leftovers, windows
+    # entirely in the padding (no taps), a window of more taps than the fast kernel lists, dm > 1.
+    c.append(("dw 3x3 19 channels", dwconv_case(rng, in_w=6, in_c=19, out_w=6, kh=3, kw=3, pad_l=1, in_h=6, y0=-1,
+                                                  oh=6, odd_requant=True), False))
+    c.append(("dw 3x3 stride 2, 70 channels", dwconv_case(rng, in_w=7, in_c=70, out_w=4, kh=3, kw=3, sh=2, sw=2,
+                                                            pad_l=1, in_h=7, y0=-1, oh=4), False))
+    c.append(("dw channel group of a tile", dwconv_case(rng, in_w=5, in_c=40, out_w=5, kh=3, kw=3, c0=12, g=21,
+                                                          pad_l=1, in_h=4, y0=-1, oh=3), False))
+    c.append(("dw windows in the padding", dwconv_case(rng, in_w=2, in_c=8, out_w=6, kh=2, kw=2, pad_l=3, in_h=2,
+                                                         y0=-4, oh=4), False))
+    c.append(("dw 9x9 (reference)", dwconv_case(rng, in_w=9, in_c=5, out_w=3, kh=9, kw=9, pad_l=3, in_h=9, y0=-3,
+                                                  oh=3), False))
+    c.append(("dw multiplier 3 (reference)", dwconv_case(rng, in_w=4, in_c=3, out_w=4, kh=3, kw=3, dm=3, pad_l=1,
+                                                           in_h=4, y0=-1, oh=4), False))
+    # FULLY_CONNECTED: groups of 4 features and the last 1, 2 or 3; lengths not a multiple of 4; several rows.
+    for g in (1, 2, 3, 4, 5, 6, 7, 37):
+        c.append((f"fc {g} features", fc_case(rng, n=int(rng.integers(1, 90)), g=g, rows=1 + g % 3, out_c=g + 2),
+                  False))
+    c.append(("fc 1280 inputs", fc_case(rng, n=1280, g=10), False))
+    c.append(("fc refused shift", fc_case(rng, n=8, g=3, odd_shift=True), False))
+    return c

@@ -13,6 +13,7 @@ import struct
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from .quant import pack_weights_payload
 from ..device import crypto as C
 from ..device import format as F
 from ..device import opdefs as D
@@ -27,14 +28,11 @@ def ctr_xor(key, iv, data):
 
 
 def pack_payload(op, c0, c1):
-    """Weight tile for output channels [c0, c1): int8 filter, pad to 4, int32 bias, mult, shift."""
+    """Weight tile for output channels [c0, c1), in the layout of quant.pack_weights_payload."""
     f = op.filt[c0:c1]
     if op.kind == D.OP_DWCONV:
         f = np.transpose(f, (1, 2, 0))           # [O,KH,KW] -> [KH,KW,g]
-    fb = np.ascontiguousarray(f, dtype=np.int8).tobytes()
-    fb += bytes((-len(fb)) % 4)
-    arrs = [np.asarray(a[c0:c1], dtype="<i4").tobytes() for a in (op.bias, op.mult, op.shift)]
-    return fb + b"".join(arrs)
+    return pack_weights_payload(f, op.bias[c0:c1], op.mult[c0:c1], op.shift[c0:c1])
 
 
 def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=None, image_version=1, progress=None):

@@ -85,7 +85,8 @@ def zoo_rows(models, budgets, cache_dir, log):
                 row[k] = info[k]
             res = verify(model, image, KEY, inputs=1, seed=b)
             row.update(compiled=True, bit_exact=res["bit_exact"], tensors_compared=res["tensors_compared"],
-                       tflm_output_bit_exact=res["tflm_output_bit_exact"])
+                       tflm_output_bit_exact=res["tflm_output_bit_exact"],
+                       tflm_differs_from_reference=res.get("tflm_differs_from_reference"))
             rows.append(row)
     return rows
 

@@ -245,6 +245,9 @@ def cmd_verify(a):
         print("%s: %d inputs, %d tensors compared, %d mismatches; TFLite Micro output %s" % (
             "BIT-EXACT" if res["bit_exact"] else "MISMATCH", res["inputs"], res["tensors_compared"],
             res["mismatches"], {True: "matches", False: "differs", None: "not compared"}[res["tflm_output_bit_exact"]]))
+        if res.get("tflm_differs_from_reference"):
+            print("  note: on %d input(s) TFLite Micro's own output differs from TFLite's reference kernels "
+                  "(the two oracles disagree); tileswap is held to the reference there" % res["tflm_differs_from_reference"])
         for m in res["first_mismatches"]:
             print("  input %(input)d tensor %(tensor)r (TFLite #%(tflite_index)d): first at %(index)s got %(got)s "
                   "want %(want)s (%(count)d elements differ)" % m)

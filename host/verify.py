@@ -58,6 +58,7 @@ def verify(model_bytes, image, key, *, inputs=5, seed=0, kernel="c", tflm=True, 
     emu.rt.on_rows = on_rows
     rng = np.random.default_rng(seed)
     compared = 0
+    oracles_disagree = 0  # inputs where TFLite Micro's output differs from TFLite's reference kernels
     unused_rows = 0       # rows of fused tensors no later op needs, so never computed
     missing = set()
     mismatches = []
@@ -103,8 +104,13 @@ def verify(model_bytes, image, key, *, inputs=5, seed=0, kernel="c", tflm=True, 
                 mismatches.append(dict(input=n, tensor="model output", tflite_index=ref.out["index"],
                                        **_first_mismatch(y, want_out)))
             if micro is not None:
+                # The two oracles can disagree (TFLite Micro's kernels are not TFLite's reference
+                # kernels): count it, and hold us only to TFLM where TFLM agrees with the reference.
                 m = np.asarray(micro.run(x)).reshape(want_out.shape)
                 ok = bool(np.array_equal(m, y))
+                if not np.array_equal(m, want_out):
+                    oracles_disagree += 1
+                    ok = True
                 tflm_ok = ok if tflm_ok is None else (tflm_ok and ok)
             if progress:
                 progress(n + 1, inputs)
@@ -115,4 +121,4 @@ def verify(model_bytes, image, key, *, inputs=5, seed=0, kernel="c", tflm=True, 
                                index=(), got=None, want=None, count=0))
     return dict(inputs=inputs, tensors_compared=compared, mismatches=len(mismatches),
                 first_mismatches=mismatches[:5], bit_exact=not mismatches, fused_rows_never_needed=unused_rows,
-                tflm_output_bit_exact=tflm_ok)
+                tflm_output_bit_exact=tflm_ok, tflm_differs_from_reference=oracles_disagree)

@@ -396,7 +396,7 @@ def mean_keepdims_conv():
     return _finish("mean_keepdims_conv", x, L.Conv2D(4, 1)(L.GlobalAveragePooling2D(keepdims=True)(x)))
 
 
-@case("CONV_2D", "DEPTHWISE_CONV_2D", "ADD")
+@case("CONV_2D", "CONV_2D", "CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D", "ADD")
 def inverted_residual():
     """Two MobileNetV2 blocks on 16x16x8: 1x1 expand x6 (RELU6) -> 3x3 depthwise (stride 2, then 1) ->
     1x1 project, the second with its residual ADD. At tight budgets the planner fuses them into

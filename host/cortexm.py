@@ -58,15 +58,16 @@ def kernel_sources():
     return sorted(os.path.join(NATIVE, f) for f in os.listdir(NATIVE) if f.startswith("ts_") and f.endswith(".c"))
 
 
-def build(out_dir, *, dsp=True):
+def build(out_dir, *, dsp=True, cpu="cortex-m4"):
     """Cross-compile the kernel library (libtskernels.a) and the harness ELF into out_dir/dsp or
-    out_dir/nodsp (`-DTS_NO_DSP`: the plain C path on the same core). Returns the ELF's path."""
+    out_dir/nodsp (`-DTS_NO_DSP`: the plain C path on the same core), or out_dir/<cpu> for another core
+    (e.g. cortex-m0plus: ARMv6-M code, which the emulated Cortex-M4 runs too). Returns the ELF's path."""
     if missing_tools():
         raise HostError("ARM toolchain missing: %s (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
                         "qemu-system-arm)" % ", ".join(missing_tools()))
-    out = os.path.join(out_dir, "dsp" if dsp else "nodsp")
+    out = os.path.join(out_dir, ("dsp" if dsp else "nodsp") if cpu == "cortex-m4" else cpu)
     os.makedirs(out, exist_ok=True)
-    flags = list(CFLAGS) + ["-I", NATIVE] + ([] if dsp else ["-DTS_NO_DSP"])
+    flags = ["-mcpu=" + cpu] + list(CFLAGS[1:]) + ["-I", NATIVE] + ([] if dsp else ["-DTS_NO_DSP"])
     objs = []
     for src in kernel_sources():
         obj = os.path.join(out, os.path.basename(src)[:-2] + ".o")
@@ -78,12 +79,22 @@ def build(out_dir, *, dsp=True):
     _run(["arm-none-eabi-ar", "rcs", lib, *objs])
     names = lambda opt: {w for w in _run(["arm-none-eabi-nm", opt, lib]).split() if not w.endswith(":")}  # noqa: E731
     undefined = names("-u") - {"U"} - names("--defined-only")
-    if undefined:
+    if undefined and cpu == "cortex-m4":    # ARMv6-M needs libgcc's division and memcpy: fine, not counted
         raise HostError("the kernel library calls outside itself: %s" % ", ".join(sorted(undefined)))
     elf = os.path.join(out, "harness.elf")
     _run(["arm-none-eabi-gcc", *flags, "--specs=rdimon.specs", "-T", os.path.join(CORTEXM, "link.ld"),
           os.path.join(CORTEXM, "startup.c"), os.path.join(CORTEXM, "harness.c"), lib, "-o", elf])
     return elf
+
+
+def build_host(out_dir, *, cflags=("-O3",), name="harness-host"):
+    """The same harness and kernels compiled for the machine running this (`cc`, e.g. the x86-64 baseline
+    or `-mavx2`, without the cffi build's clones), to run the vectors natively. Returns the executable."""
+    os.makedirs(out_dir, exist_ok=True)
+    exe = os.path.join(out_dir, name)
+    _run([os.environ.get("CC", "cc"), "-std=c99", "-Wall", "-Wextra", "-Werror", *cflags, "-I", NATIVE,
+          *kernel_sources(), os.path.join(CORTEXM, "harness.c"), "-o", exe])
+    return exe
 
 
 def text_size(elf):
@@ -202,8 +213,11 @@ class Recorder:
 
 
 def _qemu(elf, args, *, cwd, extra=(), timeout=600):
-    cmd = list(QEMU) + list(extra) + ["-semihosting-config", "enable=on,target=native," +
-                                      ",".join("arg=" + a for a in ["harness"] + list(args)), "-kernel", elf]
+    if not elf.endswith(".elf"):     # a build_host executable runs natively
+        cmd = [elf] + list(args)
+    else:
+        cmd = list(QEMU) + list(extra) + ["-semihosting-config", "enable=on,target=native," +
+                                          ",".join("arg=" + a for a in ["harness"] + list(args)), "-kernel", elf]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
@@ -212,7 +226,8 @@ def _qemu(elf, args, *, cwd, extra=(), timeout=600):
 
 
 def check(elf, records, workdir, *, timeout=600):
-    """Run every record on QEMU; returns the harness's failure lines ([] when all are bit-exact)."""
+    """Run every record on QEMU (or natively, for a build_host executable); returns the harness's failure
+    lines ([] when all are bit-exact)."""
     path = os.path.join(workdir, "vectors.bin")
     with open(path, "wb") as f:
         f.write(pack_vectors(records))
@@ -254,28 +269,30 @@ _MNV2_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 
 
 def mobilenet_v2_layers():
     """MobileNetV2-1.0-224's convolutions and its classifier: dicts of kind ('1x1', '3x3', 'dw', 'fc'), input
-    channels c, output channels g, output size hw, stride, and MACs."""
-    layers = [dict(kind="3x3", c=3, g=32, hw=112, stride=2)]
+    channels c, output channels g, output size hw, stride, fused activation (RELU6 or NONE: the projections
+    are linear), and MACs."""
+    layers = [dict(kind="3x3", c=3, g=32, hw=112, stride=2, act="RELU6")]
     c, hw = 32, 112
     for t, out, n, s in _MNV2_BLOCKS:
         for i in range(n):
             stride = s if i == 0 else 1
             if t != 1:
-                layers.append(dict(kind="1x1", c=c, g=c * t, hw=hw, stride=1))
+                layers.append(dict(kind="1x1", c=c, g=c * t, hw=hw, stride=1, act="RELU6"))
             hw = hw // stride
-            layers.append(dict(kind="dw", c=c * t, g=c * t, hw=hw, stride=stride))
-            layers.append(dict(kind="1x1", c=c * t, g=out, hw=hw, stride=1))
+            layers.append(dict(kind="dw", c=c * t, g=c * t, hw=hw, stride=stride, act="RELU6"))
+            layers.append(dict(kind="1x1", c=c * t, g=out, hw=hw, stride=1, act="NONE"))
             c = out
-    layers.append(dict(kind="1x1", c=c, g=1280, hw=hw, stride=1))
-    layers.append(dict(kind="fc", c=1280, g=1000, hw=1, stride=1))
+    layers.append(dict(kind="1x1", c=c, g=1280, hw=hw, stride=1, act="RELU6"))
+    layers.append(dict(kind="fc", c=1280, g=1000, hw=1, stride=1, act="NONE"))
     for layer in layers:
         taps = {"1x1": layer["c"], "3x3": 9 * layer["c"], "dw": 9, "fc": layer["c"]}[layer["kind"]]
         layer["macs"] = layer["hw"] ** 2 * layer["g"] * taps
     return layers
 
 
-def _layer_record(kind, c, g, hw, stride, rng):
-    """One kernel call of a layer of this kind (square output hw x hw, 'same' padding), recorded."""
+def _layer_record(kind, c, g, hw, stride, act, rng):
+    """One kernel call of a layer of this kind (square output hw x hw, 'same' padding, fused activation
+    `act`: RELU6 clamps to a zero point of -128's [-128, ~max], NONE leaves [-128, 127]), recorded."""
     from ..tiler import quant
     rec = Recorder(naive_too=False)
     q = lambda *shape: rng.integers(-127, 128, shape, dtype=np.int8)  # noqa: E731
@@ -289,29 +306,30 @@ def _layer_record(kind, c, g, hw, stride, rng):
     in_hw = (hw - 1) * stride + k - 2 * pad
     if kind == "dw":
         p = quant.dwconv_params(in_w=in_hw, in_c=c, out_w=hw, kh=3, kw=3, sh=stride, sw=stride, pad_l=pad, in_zp=-3,
-                                out_zp=5, out_scale=1.0, fused="RELU6")
+                                out_zp=-128, out_scale=0.03, fused=act)
         rec.dwconv_s8(p, bytearray(hw * hw * c), 0, q(in_hw * in_hw * c).tobytes(), 0, in_hw, -pad, hw,
                       quant.pack_weights_payload(q(3, 3, c), *req(c)), 0, c)
     else:
         p = quant.conv_params(in_w=in_hw, in_c=c, out_w=hw, out_c=g, kh=k, kw=k, sh=stride, sw=stride, pad_l=pad,
-                              in_zp=-3, out_zp=5, out_scale=1.0, fused="RELU6" if kind == "3x3" else "NONE")
-        p[13], p[14] = (p[13], p[14]) if kind == "3x3" else (-128, 127)
+                              in_zp=-3, out_zp=-128 if act == "RELU6" else 5, out_scale=0.03, fused=act)
         rec.conv_s8(p, bytearray(hw * hw * g), 0, q(in_hw * in_hw * c).tobytes(), 0, in_hw, -pad, hw,
                     quant.pack_weights_payload(q(g, k, k, c), *req(g)), g)
     return rec.records[0]
 
 
-# Single layers of each kind reported beside the MobileNetV2 mix: (label, kind, c, g, output size, stride).
+# Single layers of each kind reported beside the MobileNetV2 mix: (label, kind, c, g, output size, stride,
+# fused activation).
 BENCH_LAYERS = (
-    ("1x1 conv 64 -> 64", "1x1", 64, 64, 4, 1),
-    ("1x1 conv 128 -> 128", "1x1", 128, 128, 4, 1),
-    ("1x1 conv 256 -> 64", "1x1", 256, 64, 4, 1),
-    ("3x3 conv 16 -> 32", "3x3", 16, 32, 6, 1),
-    ("3x3 conv 32 -> 32", "3x3", 32, 32, 6, 1),
-    ("3x3 conv 64 -> 64", "3x3", 64, 64, 4, 1),
-    ("depthwise 3x3, 64 channels", "dw", 64, 64, 8, 1),
-    ("fully connected 256 -> 64", "fc", 256, 64, 1, 1),
-    ("fully connected 1280 -> 1000 (first 64)", "fc", 1280, 64, 1, 1),
+    ("1x1 conv 64 -> 64", "1x1", 64, 64, 4, 1, "NONE"),
+    ("1x1 conv 128 -> 128", "1x1", 128, 128, 4, 1, "NONE"),
+    ("1x1 conv 256 -> 64", "1x1", 256, 64, 4, 1, "NONE"),
+    ("1x1 conv 64 -> 64, RELU6", "1x1", 64, 64, 4, 1, "RELU6"),
+    ("3x3 conv 16 -> 32, RELU6", "3x3", 16, 32, 6, 1, "RELU6"),
+    ("3x3 conv 32 -> 32, RELU6", "3x3", 32, 32, 6, 1, "RELU6"),
+    ("3x3 conv 64 -> 64, RELU6", "3x3", 64, 64, 4, 1, "RELU6"),
+    ("depthwise 3x3, 64 channels, RELU6", "dw", 64, 64, 8, 1, "RELU6"),
+    ("fully connected 256 -> 64", "fc", 256, 64, 1, 1, "NONE"),
+    ("fully connected 1280 -> 1000 (first 64)", "fc", 1280, 64, 1, 1, "NONE"),
 )
 _TYPES = {"1x1": "1x1 conv", "3x3": "3x3 conv", "dw": "depthwise 3x3", "fc": "fully connected"}
 
@@ -342,22 +360,22 @@ def cortexm_figures(workdir=None, *, log=lambda s: None):
         elfs = {"dsp": build(workdir, dsp=True), "plain": build(workdir, dsp=False)}
         rng = np.random.default_rng(0)
 
-        def measure(kind, c, g, hw, stride):
-            r = _layer_record(kind, c, g, hw, stride, rng)
+        def measure(kind, c, g, hw, stride, act):
+            r = _layer_record(kind, c, g, hw, stride, act, rng)
             return {b: count_instructions(e, r, workdir) / r["macs"] for b, e in elfs.items()}, r["macs"]
 
         layers = []
-        for label, kind, c, g, hw, stride in BENCH_LAYERS:
+        for label, kind, c, g, hw, stride, act in BENCH_LAYERS:
             log("cortex-m4: %s" % label)
-            per, macs = measure(kind, c, g, hw, stride)
+            per, macs = measure(kind, c, g, hw, stride, act)
             layers.append(dict(layer=label, type=_TYPES[kind], macs=macs, **{b: round(v, 3) for b, v in per.items()}))
         mix, seen = {}, {}
         for layer in mobilenet_v2_layers():
             kind = layer["kind"]
             shape = (kind, layer["c"], min(layer["g"], 64), min(layer["hw"], 4 if kind == "1x1" else 8),
-                     layer["stride"])
+                     layer["stride"], layer["act"])
             if kind == "fc":
-                shape = ("fc", layer["c"], 64, 1, 1)
+                shape = ("fc", layer["c"], 64, 1, 1, "NONE")
             if shape not in seen:
                 log("cortex-m4: MobileNetV2 %s %d -> %d" % (kind, layer["c"], layer["g"]))
                 seen[shape] = measure(*shape)[0]
@@ -378,7 +396,7 @@ def cortexm_figures(workdir=None, *, log=lambda s: None):
         by_label = {row["layer"]: row for row in layers}
         per_type = {
             "1x1 conv": dict(mix["1x1 conv"], source="MobileNetV2's 1x1 convolutions, MAC-weighted"),
-            "3x3 conv": dict(by_label["3x3 conv 32 -> 32"], source="3x3 conv 32 -> 32"),
+            "3x3 conv": dict(by_label["3x3 conv 32 -> 32, RELU6"], source="3x3 conv 32 -> 32, RELU6"),
             "depthwise 3x3": dict(mix["depthwise 3x3"], source="MobileNetV2's depthwise layers, MAC-weighted"),
             "fully connected": dict(by_label["fully connected 1280 -> 1000 (first 64)"],
                                     source="MobileNetV2's classifier, 1280 -> 64 of its 1000 features"),

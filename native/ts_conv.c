@@ -23,7 +23,7 @@ typedef struct {
 /* Values [c, c + n) of the receptive field of output pixel `pix` into pixel w of the column pair (c is a
  * multiple of 4). A 1x1 filter widens the input pixel in one piece; taps of a multiple of 4 channels are
  * widened tap by tap; others are staged as int8 first (the DSP layout groups values by 4). */
-static void gather(const conv_src *s, int32_t pix, int32_t c, int32_t n, int16_t *col, int32_t w, int8_t *stage)
+static TS_HOST_INLINE void gather(const conv_src *s, int32_t pix, int32_t c, int32_t n, int16_t *col, int32_t w, int8_t *stage)
 {
     const int32_t *p = s->p;
     int32_t in_w = p[TS_P_IN_W], in_c = p[TS_P_IN_C], kw = p[TS_P_KW], out_w = p[TS_P_OUT_W], off = -p[TS_P_IN_ZP];

@@ -19,8 +19,9 @@
  *   - tensors are int8, NHWC without the batch ([rows][width][channels]); multi-byte values (weight payload
  *     int32 arrays, `acc`) are little-endian, the byte order of both targets.
  *   - returns TS_OK, or TS_ERR_ARG for arguments a correct caller never passes (output then undefined).
- *   - scratch lives on the stack, bounded at compile time: ts_conv_s8 uses about 5 * TS_COL_MAX + 8 *
- *     TS_CONV_GC bytes (1.8 KiB on Cortex-M with the defaults below), the other kernels under 300 bytes.
+ *   - scratch lives on the stack, bounded at compile time (ts_util.h): ts_conv_s8 about 5 * TS_COL_MAX +
+ *     8 * TS_CONV_GC bytes (1.8 KiB on Cortex-M, 10.5 KiB on the host), ts_dwconv_s8 about 0.9 KiB, the
+ *     other kernels under 300 bytes.
  *
  * Spatial band convention (CONV_2D, DEPTHWISE_CONV_2D, pools): a tile computes `oh` output rows, all
  * P_OUT_W columns and `g` channels. Output row oy, filter row ky read band row iy = y0 + oy*sh + ky*dh;
@@ -170,7 +171,7 @@ static inline int32_t ts_mbqm_single(int32_t x, int32_t mult, int32_t shift)
  *   out  out int8, oh rows of stride out_w*out_c; g channels written per pixel
  * Fast path: pixels in pairs, each pair's receptive fields gathered once into int16 columns (zero point
  * subtracted, padding 0; a 1x1 filter widens its input pixel directly), then 2 channels x 2 pixels per
- * inner product; filters longer than TS_COL_MAX are taken TS_COL_MAX values at a time. */
+ * inner product; filters longer than TS_COL_MAX are taken TS_COL_MAX values at a time (ts_conv.c). */
 ts_status ts_conv_s8(const int32_t *p, int32_t y0, int32_t oh, int32_t g,
                      int32_t in_h, const int8_t *in, const int8_t *wts, int8_t *out);
 ts_status ts_conv_s8_ref(const int32_t *p, int32_t y0, int32_t oh, int32_t g,
@@ -179,9 +180,9 @@ ts_status ts_conv_s8_ref(const int32_t *p, int32_t y0, int32_t oh, int32_t g,
 /* DEPTHWISE_CONV_2D: output channel c0 + k reads input channel (c0 + k) / dm.
  *   c0, g  in  first output channel and count, multiples of dm, c0 + g <= in_c * dm
  *   wts    in  filter int8 [kh][kw][g] + bias/mult/shift [g]; other arguments as ts_conv_s8
- * Fast path (dm == 1): channels in blocks with the accumulators in registers, the window's valid taps
- * listed once per pixel; 3x3 windows fully inside the band run an unrolled 9-tap loop. dm > 1 runs the
- * reference. */
+ * Fast path (dm == 1, windows of up to 25 taps): the window's valid taps listed once per pixel, channels
+ * in blocks with the accumulators in registers, pixels requantized in pairs; a full 3x3 window runs the
+ * tap loop with a literal count. Otherwise the reference. */
 ts_status ts_dwconv_s8(const int32_t *p, int32_t y0, int32_t oh, int32_t c0, int32_t g,
                        int32_t in_h, const int8_t *in, const int8_t *wts, int8_t *out);
 ts_status ts_dwconv_s8_ref(const int32_t *p, int32_t y0, int32_t oh, int32_t c0, int32_t g,

@@ -194,12 +194,15 @@ static inline void ts_dot_4x1(const int8_t *f0, const int8_t *f1, int32_t s2, co
             : "cc", "memory");
     n &= 3;
 #endif
-    for (i = 0; i < n; i++) {
-        int16_t xv = (int16_t)(x[i] + off);
-        a += (int32_t)(int16_t)f0[i] * xv;
-        b += (int32_t)(int16_t)f1[i] * xv;
-        c += (int32_t)(int16_t)f0[s2 + i] * xv;
-        d += (int32_t)(int16_t)f1[s2 + i] * xv;
+    {
+        const int8_t *f2 = f0 + s2, *f3 = f1 + s2;
+        for (i = 0; i < n; i++) {
+            int16_t xv = (int16_t)(x[i] + off);
+            a += (int32_t)(int16_t)f0[i] * xv;
+            b += (int32_t)(int16_t)f1[i] * xv;
+            c += (int32_t)(int16_t)f2[i] * xv;
+            d += (int32_t)(int16_t)f3[i] * xv;
+        }
     }
     acc[0] = a;
     acc[1] = b;

@@ -32,14 +32,21 @@
 #define TS_DSP 0
 #endif
 
-/* Scratch read with LDRD on Cortex-M must be word aligned; TS_NOINLINE keeps a loop with its own registers
- * (GCC and Clang; the DSP path needs them anyway). */
+/* Scratch read with LDRD on Cortex-M must be word aligned (GCC and Clang; the DSP path needs them anyway). */
 #if defined(__GNUC__)
 #define TS_ALIGN4 __attribute__((aligned(4)))
-#define TS_NOINLINE __attribute__((noinline))
 #else
 #define TS_ALIGN4
-#define TS_NOINLINE
+#endif
+/* Cortex-M: a loop that needs every register is kept out of line (GCC spills less), and helpers called from
+ * several places stay functions (smaller code). The host inlines both into each (AVX2 / baseline) clone of
+ * their caller, so that the clone's vector loops are the ones that run. */
+#if defined(__GNUC__) && (defined(__arm__) || defined(__thumb__))
+#define TS_NOINLINE __attribute__((noinline))
+#define TS_HOST_INLINE
+#else
+#define TS_NOINLINE inline
+#define TS_HOST_INLINE inline
 #endif
 
 static inline int32_t ts_align4(int32_t n) { return (n + 3) & ~3; }
@@ -76,9 +83,11 @@ static inline int8_t ts_requant_ch(int32_t acc, const uint8_t *tail, int32_t g, 
 
 /* Requantize n accumulators of channels k0 .. k0 + n - 1 into o[0 .. n) (one pixel), and with acc1 / o1 a
  * second pixel's (acc1 may be NULL): o[j] = clamp(MBQM(acc[j], mult, shift) + out_zp, act_min, act_max),
- * mult/shift from the payload tail of g channels; `simple` = ts_requant_simple(tail, g) (ts_spatial.c). */
-void ts_requant_row(const int32_t *acc, const int32_t *acc1, int32_t n, const uint8_t *tail, int32_t g, int32_t k0,
-                    const int32_t *p, int8_t *o, int8_t *o1, int32_t simple);
+ * mult/shift from the payload tail of g channels; `simple` = ts_requant_simple(tail, g) (ts_spatial.c).
+ * The outputs overlap none of the inputs. */
+void ts_requant_row(const int32_t *restrict acc, const int32_t *restrict acc1, int32_t n,
+                    const uint8_t *restrict tail, int32_t g, int32_t k0, const int32_t *restrict p, int8_t *restrict o,
+                    int8_t *restrict o1, int32_t simple);
 int32_t ts_requant_simple(const uint8_t *tail, int32_t g);
 ts_status ts_spatial_check(const int32_t *p, int32_t oh, int32_t in_h, const void *in, const void *out);
 void ts_tap_range(int32_t start, int32_t dil, int32_t k, int32_t size, int32_t *k0, int32_t *k1);

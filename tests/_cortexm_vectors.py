@@ -9,6 +9,8 @@ host by tileswap.host.cortexm.Recorder (each call's buffers, and the output the 
   filters longer than Cortex-M's TS_COL_MAX and refusals.
 """
 
+import functools
+
 import numpy as np
 
 from tileswap.host import cortexm
@@ -94,13 +96,14 @@ def _refusals(rec):
     assert [r["status"] for r in rec.records[-5:]] == [1] * 5
 
 
+@functools.lru_cache(maxsize=None)
 def vectors():
-    """The records, and how many of them are anchored to TFLite's output."""
+    """The records, and how many of them are anchored to TFLite's output (once per process)."""
     rec = cortexm.Recorder()
     _tflite_records(rec)
     _exhaustive_records(rec)
     anchored = len(rec.records)
-    for _, run in random_cases(7, 150):
+    for _, run in random_cases(7, 300):
         run(rec)
     for _, run, _big in edge_cases():
         run(rec)

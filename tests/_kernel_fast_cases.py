@@ -11,12 +11,17 @@ import numpy as np
 from tileswap.tiler import quant
 
 
-def _payload(rng, taps, g, *, odd_requant=False):
+def _payload(rng, taps, g, *, odd_requant=False, extreme=False):
     """A weight payload of g channels with `taps` int8 weights per channel; with odd_requant some channels
-    have multipliers or shifts outside TFLite's range (the fast requantizer's fallback)."""
+    have multipliers or shifts outside TFLite's range (the fast requantizer's fallback); with extreme, shifts
+    at both ends of [-31, 1], multipliers at both ends of [2**30, 2**31) and 0, biases near +-2**30."""
     mult = rng.integers(1 << 30, 1 << 31, g)
     shift = rng.integers(-14, 3, g)
     bias = rng.integers(-99999, 99999, g)
+    if extreme:   # "down": right shifts only (Cortex-M's one-multiply requantization covers all channels)
+        shift = np.resize([-31, -30, -2, -1, -16, -5] if extreme == "down" else [-31, -30, -2, -1, 0, 1, -16], g)
+        mult = np.resize([1 << 30, (1 << 31) - 1, 0, 1518500250], g)
+        bias = np.resize([(1 << 30) - 7, -(1 << 30), 5, -(1 << 29)], g)
     if odd_requant and g > 2:
         mult[0], shift[1], mult[2] = -(1 << 31), -40, 0      # shifts above 31 are undefined (ts_mbqm)
     return quant.pack_weights_payload(rng.integers(-128, 128, g * taps, dtype=np.int8), bias, mult, shift)
@@ -36,7 +41,7 @@ def _call(method, size, rng, *args):
 
 
 def conv_case(rng, *, in_w, in_c, out_w, g, kh, kw, sh=1, sw=1, dh=1, dw=1, pad_l=0, in_h, y0, oh, out_c=None,
-              off=3, odd_requant=False, fused=None):
+              off=3, odd_requant=False, fused=None, extreme=False):
     out_c = out_c or g
     p = quant.conv_params(in_w=in_w, in_c=in_c, out_w=out_w, out_c=out_c, kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw,
                           pad_l=pad_l, in_zp=int(rng.integers(-128, 128)), out_zp=int(rng.integers(-128, 128)),
@@ -44,12 +49,12 @@ def conv_case(rng, *, in_w, in_c, out_w, g, kh, kw, sh=1, sw=1, dh=1, dw=1, pad_
     lo = int(rng.integers(-128, 40)) if fused is None else fused[0]
     p[13], p[14] = lo, (int(rng.integers(lo, 128)) if fused is None else fused[1])
     inp = rng.integers(-128, 128, off + in_h * in_w * in_c + 2, dtype=np.int8).tobytes()
-    pay = _payload(rng, kh * kw * in_c, g, odd_requant=odd_requant)
+    pay = _payload(rng, kh * kw * in_c, g, odd_requant=odd_requant, extreme=extreme)
     return _call("conv_s8", off + oh * out_w * out_c + 2, rng, p, off, inp, off, in_h, y0, oh, pay, g)
 
 
 def dwconv_case(rng, *, in_w, in_c, out_w, kh, kw, c0=0, g=None, dm=1, sh=1, sw=1, dh=1, dw=1, pad_l=0, in_h, y0,
-                oh, off=2, odd_requant=False):
+                oh, off=2, odd_requant=False, extreme=False):
     g = g or in_c * dm - c0
     p = quant.dwconv_params(in_w=in_w, in_c=in_c, out_w=out_w, kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw, pad_l=pad_l,
                             in_zp=int(rng.integers(-128, 128)), out_zp=int(rng.integers(-128, 128)), out_scale=1.0,
@@ -57,7 +62,7 @@ def dwconv_case(rng, *, in_w, in_c, out_w, kh, kw, c0=0, g=None, dm=1, sh=1, sw=
     lo = int(rng.integers(-128, 40))
     p[13], p[14] = lo, int(rng.integers(lo, 128))
     inp = rng.integers(-128, 128, off + in_h * in_w * in_c + 1, dtype=np.int8).tobytes()
-    pay = _payload(rng, kh * kw, g, odd_requant=odd_requant)
+    pay = _payload(rng, kh * kw, g, odd_requant=odd_requant, extreme=extreme)
     return _call("dwconv_s8", off + oh * out_w * in_c * dm + 1, rng, p, off, inp, off, in_h, y0, oh, pay, c0, g)
 
 
@@ -131,6 +136,17 @@ def edge_cases(seed=11):
                                                         y0=-1, oh=3), True))
     c.append(("1x1 K=2100 (> host column)", conv_case(rng, in_w=2, in_c=2100, out_w=2, g=66, kh=1, kw=1, in_h=1,
                                                         y0=0, oh=1), True))
+    c.append(("conv extreme requantization", conv_case(rng, in_w=5, in_c=40, out_w=5, g=28, kh=1, kw=1, in_h=3,
+                                                         y0=0, oh=3, extreme=True), False))
+    c.append(("conv extreme requantization, no activation", conv_case(rng, in_w=5, in_c=12, out_w=5, g=28, kh=3,
+                                                                        kw=3, pad_l=1, in_h=3, y0=-1, oh=3,
+                                                                        extreme=True, fused=(-128, 127)), False))
+    for fused in ((-128, 127), (-128, 60), None):
+        c.append((f"conv extreme right shifts {fused}", conv_case(rng, in_w=5, in_c=20, out_w=5, g=24, kh=1, kw=1,
+                                                                   in_h=3, y0=0, oh=3, extreme="down", fused=fused),
+                  False))
+    c.append(("dw extreme right shifts", dwconv_case(rng, in_w=5, in_c=24, out_w=5, kh=3, kw=3, pad_l=1, in_h=5,
+                                                       y0=-1, oh=5, extreme="down"), False))
     c.append(("conv full-range clamps", conv_case(rng, in_w=4, in_c=16, out_w=4, g=8, kh=1, kw=1, in_h=2, y0=0, oh=2,
                                                     fused=(-128, 127)), False))
     # DEPTHWISE_CONV_2D: 3x3 windows (full and clipped), channels in blocks of 4 / 16 with leftovers, windows
@@ -143,6 +159,8 @@ def edge_cases(seed=11):
                                                           pad_l=1, in_h=4, y0=-1, oh=3), False))
     c.append(("dw windows in the padding", dwconv_case(rng, in_w=2, in_c=8, out_w=6, kh=2, kw=2, pad_l=3, in_h=2,
                                                          y0=-4, oh=4), False))
+    c.append(("dw 5x5 (the largest listed window)", dwconv_case(rng, in_w=7, in_c=9, out_w=7, kh=5, kw=5, pad_l=2,
+                                                                  in_h=7, y0=-2, oh=7), False))
     c.append(("dw 9x9 (reference)", dwconv_case(rng, in_w=9, in_c=5, out_w=3, kh=9, kw=9, pad_l=3, in_h=9, y0=-3,
                                                   oh=3), False))
     c.append(("dw multiplier 3 (reference)", dwconv_case(rng, in_w=4, in_c=3, out_w=4, kh=3, kw=3, dm=3, pad_l=1,

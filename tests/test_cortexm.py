@@ -1,6 +1,6 @@
 """The C kernels cross-compiled for Cortex-M4 (arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -O2) and run on QEMU's
 mps2-an386 machine with semihosting: every operator's test vectors (_cortexm_vectors.py) must come out bit
-for bit, with the DSP extension's fast paths and with the plain C fallback (-DTS_NO_DSP). Skipped, with the
+for bit, with the DSP extension's fast paths, with the plain C fallback (-DTS_NO_DSP), and as ARMv6-M code. Skipped, with the
 reason shown, where the ARM toolchain or QEMU is missing (`.ci/run` installs them)."""
 
 import subprocess
@@ -24,7 +24,8 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def elfs(workdir):
-    return {"dsp": cortexm.build(workdir, dsp=True), "plain": cortexm.build(workdir, dsp=False)}
+    return {"dsp": cortexm.build(workdir, dsp=True), "plain": cortexm.build(workdir, dsp=False),
+            "cortex-m0plus": cortexm.build(workdir, cpu="cortex-m0plus")}
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,10 @@ def vectors():
     return vectors()
 
 
-@pytest.mark.parametrize("build", ["dsp", "plain"])
+@pytest.mark.parametrize("build", ["dsp", "plain", "cortex-m0plus"])
 def test_cortexm_bit_exact(build, elfs, vectors, workdir):
+    """DSP paths, the plain C on the same core, and ARMv6-M code (Cortex-M0+, e.g. RP2040: no SMLAL, no
+    Thumb-2), which the emulated Cortex-M4 runs as well."""
     records, anchored = vectors
     ops = {r["op"] for r in records}
     assert {cortexm.OP_CONV, cortexm.OP_DWCONV, cortexm.OP_FC, cortexm.OP_ADD, cortexm.OP_MAXPOOL, cortexm.OP_AVGPOOL,
@@ -48,8 +51,8 @@ def test_cortexm_bit_exact(build, elfs, vectors, workdir):
 
 
 def test_cortexm_dsp_build_uses_the_dsp_extension(elfs):
-    dis = {b: subprocess.run(["arm-none-eabi-objdump", "-d", e.replace("harness.elf", "libtskernels.a")],
-                             capture_output=True, text=True).stdout for b, e in elfs.items()}
+    dis = {b: subprocess.run(["arm-none-eabi-objdump", "-d", elfs[b].replace("harness.elf", "libtskernels.a")],
+                             capture_output=True, text=True).stdout for b in ("dsp", "plain")}
     assert "smlad" in dis["dsp"] and "sxtb16" in dis["dsp"]
     assert "smlad" not in dis["plain"]
     assert cortexm.text_size(elfs["dsp"]) < 20000
@@ -67,5 +70,5 @@ def test_cortexm_instruction_count(elfs, workdir):
     rec.conv_s8(p, bytearray(4 * 4 * 64), 0, rng.integers(-128, 128, 4 * 4 * 128, dtype=np.int8).tobytes(), 0, 4, 0,
                 4, pay, 64)
     (r,) = rec.records
-    per_mac = {b: cortexm.count_instructions(e, r, workdir) / r["macs"] for b, e in elfs.items()}
+    per_mac = {b: cortexm.count_instructions(elfs[b], r, workdir) / r["macs"] for b in ("dsp", "plain")}
     assert per_mac["dsp"] < 1.6 and per_mac["plain"] > 1.5 * per_mac["dsp"], per_mac

@@ -2,12 +2,13 @@
 paths) against the naive C kernels (ts_*_s8_ref) and the numpy reference on every path and its edges, and
 against TensorFlow Lite on single-op models shaped to reach the fast paths (more channels than one
 channel group, odd counts, 1x1 and 3x3 filters). The same calls run on an emulated Cortex-M4 in
-test_cortexm.py."""
+test_cortexm.py, and here through the same harness compiled for this machine without the cffi build's
+AVX2 clones (so the x86-64 baseline code is tested too)."""
 
 import numpy as np
 import pytest
 
-from tileswap.host import kernels_ref, native
+from tileswap.host import cortexm, kernels_ref, native
 
 from _kernel_cases import assert_same, model, op_named, random_inputs, run_fc, run_spatial
 from _kernel_fast_cases import edge_cases, random_cases
@@ -76,3 +77,15 @@ def test_fast_fc_tflite():
         op = op_named(m.run(random_inputs(m, seed, full_range=seed == 2)), "FULLY_CONNECTED")
         for kern in (FAST, NAIVE):
             assert_same(run_fc(kern, op, group=6), op.outputs[0].data, "FULLY_CONNECTED 301 -> 37")
+
+
+@pytest.mark.parametrize("cflags", [("-O3",), ("-O0",)], ids=" ".join)
+def test_vectors_on_a_host_build(cflags, tmp_path):
+    """The Cortex-M test vectors (every operator; _cortexm_vectors.py) through native/cortexm/harness.c built
+    with the host's C compiler: the baseline x86-64 code (the cffi module runs its AVX2 clone here) and
+    unoptimised code (no vectorisation) give the same bytes."""
+    from _cortexm_vectors import vectors
+    records, _ = vectors()
+    exe = cortexm.build_host(str(tmp_path), cflags=cflags)
+    failures = cortexm.check(exe, records, str(tmp_path))
+    assert failures == [], "\n".join(failures[:10])

@@ -30,13 +30,26 @@ _IPAD = bytes(0x36 for _ in range(64))
 _OPAD = bytes(0x5C for _ in range(64))
 
 
+_pads = {}      # key -> (key ^ ipad, key ^ opad): a runtime uses a couple of keys for thousands of tags
+
+
+def _padded(key):
+    pads = _pads.get(key)
+    if pads is None:
+        if len(_pads) >= 8:        # bounded: tools that try many keys must not grow it
+            _pads.clear()
+        k = key + bytes(64 - len(key))
+        pads = (bytes(a ^ b for a, b in zip(k, _IPAD)), bytes(a ^ b for a, b in zip(k, _OPAD)))
+        _pads[bytes(key)] = pads
+    return pads
+
+
 class Hmac:
     """Incremental HMAC-SHA256 (RFC 2104); MicroPython has hashlib.sha256 but no hmac module."""
 
     def __init__(self, key, *parts):
-        k = key + bytes(64 - len(key))
-        self._inner = hashlib.sha256(bytes(a ^ b for a, b in zip(k, _IPAD)))
-        self._okey = bytes(a ^ b for a, b in zip(k, _OPAD))
+        ipad, self._okey = _padded(key)
+        self._inner = hashlib.sha256(ipad)
         for p in parts:
             self._inner.update(p)
 

@@ -21,9 +21,17 @@ from ..device import opdefs as D
 COUNTER_BLOCKS = 2
 
 
+_aes = {}       # key -> algorithms.AES: the key schedule is built once per key
+
+
 def ctr_xor(key, iv, data):
     """AES-256-CTR (the host's fast path; the device builds the same keystream from AES-ECB)."""
-    enc = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
+    alg = _aes.get(key)
+    if alg is None:
+        if len(_aes) >= 8:
+            _aes.clear()
+        alg = _aes[bytes(key)] = algorithms.AES(bytes(key))
+    enc = Cipher(alg, modes.CTR(bytes(iv))).encryptor()
     return enc.update(bytes(data)) + enc.finalize()
 
 

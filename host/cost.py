@@ -14,6 +14,10 @@ estimate. The equations and their assumptions are in docs/cost.md. Per op, in sh
     serial  = compute + crypto + io
     overlap = max(compute + crypto, io) + min(compute + crypto, io) / tiles      (double buffering)
     in-core = MACs once (no recomputed halo rows) at the same cycles, no IO, no crypto
+    floor   = in-core + crypto of io_min (every weight, input and output byte decrypted and checked once)
+
+The floor is the best any plan of this image format could do on the board: crypto runs on the core, so
+even with no recomputed rows, no extra traffic and the card fully hidden, it adds to compute.
 
 The card commands and blocks come from replaying the image's schedule (cost_io.image_io) when the
 image is given, else from an estimate built on plan_info's per-op bytes (cost_io.estimate_io).
@@ -158,6 +162,11 @@ def extend_plan(info, board, *, image=None):
         energy_in_core_mj=1e3 * p_act * tot["in_core"],
         idle_power_mw=1e3 * idle,
         profile_estimates=[k for k, _, _, est, _ in figures(b) if est])
+    if "io_min_bytes" in info and tot["in_core"]:
+        floor = (info["io_min_bytes"] * sec_per_byte
+                 + info.get("weight_bytes", 0) * v["crypto.crc32_cycles_per_byte"] / f)
+        info.update(crypto_floor_ms=1e3 * floor, slowdown_floor=(tot["in_core"] + floor) / tot["in_core"],
+                    recompute_factor=tot["compute"] / tot["in_core"])
     info["wear"] = wear(info, b)
     info["lifetime_years_at_1_per_min"] = info["wear"]["lifetime_years_at_1_per_min"]
     info["average_power_mw_at_1_per_min"] = average_power_mw(info, 1.0)

@@ -178,6 +178,20 @@ def test_equations_on_a_hand_computed_op():
     assert info["energy_io_mj"] == pytest.approx(info["energy_mj"] - 2000)
 
 
+def test_slowdown_floor_is_crypto_of_io_min_beside_in_core_compute():
+    op = dict(index=0, op="CONV_2D", out_shape=[1, 1, 1], output_in="card", band_rows=1, bands=1, group=1, groups=1,
+              tiles=4, peak_sram=100, io_read_bytes=250_000, io_write_bytes=0, macs=1_000_000,
+              read_cmds=1000, read_blocks=1000, write_cmds=0, write_blocks=0, tile_bytes=0,
+              macs_run=1_000_000, macs_once=500_000)
+    info = dict(ops=[op], sram_budget=4096, card_bytes=1 << 20, image_bytes=1 << 19, spill_region_bytes=0,
+                spill_bytes=0, io_min_bytes=100_000, weight_bytes=90_000)
+    cost.extend_plan(info, _synthetic())
+    assert info["crypto_floor_ms"] == pytest.approx(200)            # 100 kB x 2 cycles/B at 1 MHz (CRC free here)
+    assert info["slowdown_floor"] == pytest.approx((1000 + 200) / 1000)
+    assert info["recompute_factor"] == pytest.approx(2000 / 1000)
+    assert info["slowdown"] >= info["slowdown_floor"]
+
+
 def test_wear_per_erase_block_and_lifetime():
     info = dict(image_bytes=3 * 4096, spill_region_bytes=8 * 4096 + 1024, card_bytes=(11 * 4096 + 1024) + 1024)
     nor = cost.load_board("nrf52840")            # 4 KiB sectors, 100,000 cycles, no wear levelling
@@ -201,6 +215,7 @@ def test_extend_plan_on_every_board_is_consistent(digits_img):
         assert info["io_counts"] == "exact" and info["board"] == name
         assert 0 < info["latency_in_core_ms"] <= info["latency_ms"] <= info["latency_serial_ms"]
         assert info["slowdown"] == pytest.approx(info["latency_ms"] / info["latency_in_core_ms"])
+        assert 1 < info["slowdown_floor"] <= info["slowdown"] and info["recompute_factor"] >= 1
         assert info["energy_mj"] == pytest.approx(info["energy_compute_mj"] + info["energy_io_mj"])
         assert info["lifetime_years_at_1_per_min"] > 0
         assert cost.lifetime_years(info, 2) == pytest.approx(info["lifetime_years_at_1_per_min"] / 2)

@@ -35,6 +35,10 @@ def _latency(rows):
     base = rows[0]["seconds"]
     for r in rows:
         out.append("| %s | %.4f | %.2fx |" % (r["runtime"], r["seconds"], r["seconds"] / base))
+    if any(r.get("floor") for r in rows):
+        out += ["", "The *floor* rows time the checks and decryption alone (one call each, no per-tile work): an "
+                "out-of-core run with CRC, MAC and AES on cannot be faster than the bytes it moves allow, whatever "
+                "its kernels."]
     return out
 
 

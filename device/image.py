@@ -85,12 +85,19 @@ class Image:
     def _load_meta(self, block, meta_mac):
         hd = self.h
         n = hd["meta_len"]
+        nt = hd["n_tensors"]
         self.tiles_off = n - hd["n_tiles"] * F.TILE_SIZE
-        most = hd["n_tensors"] * F.T_SIZE + hd["n_ops"] * (F.OP_SIZE + 4 * F.N_BUFS + 4 * F.MAX_P) + F.BLOCK
-        if hd["n_tensors"] > 0xFFFF or hd["n_ops"] > 0xFFFF or not 0 <= self.tiles_off <= most:
+        t_end = nt * F.T_SIZE
+        most = t_end + hd["n_ops"] * (F.OP_SIZE + 4 * F.N_BUFS + 4 * F.MAX_P) + F.BLOCK
+        if nt > 0xFFFF or hd["n_ops"] > 0xFFFF or not 0 <= self.tiles_off <= most:
             raise ImageError("malformed header: %d tensors, %d ops and %d tiles do not fit %d bytes of tables"
-                             % (hd["n_tensors"], hd["n_ops"], hd["n_tiles"], n))
-        head = bytearray(self.tiles_off)          # tensors and ops stay in memory; tiles are read on demand
+                             % (nt, hd["n_ops"], hd["n_tiles"], n))
+        if t_end > self.tiles_off:
+            raise ImageError("malformed tables: %d tensor records do not fit" % nt)
+        # Only the op records stay in memory as bytes (parsed one op at a time when it runs); the tensor
+        # records are parsed as they stream past (32 bytes each, 16 to a block); tiles are read on demand.
+        self._ops = head = bytearray(self.tiles_off - t_end)
+        self.tensors = T = []
         mac = C.Hmac(self.k_mac or b"", b"M")
         crc = 0
         pos = 0
@@ -101,40 +108,47 @@ class Image:
             chunk = block[:m]
             crc = binascii.crc32(chunk, crc)
             mac.update(chunk)
-            if pos < self.tiles_off:
-                k = min(m, self.tiles_off - pos)
-                head[pos:pos + k] = chunk[:k]
+            for o in range(0, min(m, t_end - pos), F.T_SIZE):
+                T.append(struct.unpack_from(F.T_FMT, chunk, o))
+            a = max(pos, t_end)
+            b = min(pos + m, self.tiles_off)
+            if a < b:
+                head[a - t_end:b - t_end] = chunk[a - pos:b - pos]
             pos += m
             blk += 1
         if crc & 0xFFFFFFFF != hd["meta_crc"]:
             raise IntegrityError("the image's op and tile tables failed their CRC (card error or damaged file)")
         if meta_mac is not None and not C.eq(mac.digest(), meta_mac):
             raise IntegrityError("the image's op and tile tables failed their MAC: they were modified")
-        if hd["n_tensors"] * F.T_SIZE > self.tiles_off:
-            raise ImageError("malformed tables: %d tensor records do not fit" % hd["n_tensors"])
-        self.tensors = []
-        for i in range(hd["n_tensors"]):
-            self.tensors.append(struct.unpack_from(F.T_FMT, head, i * F.T_SIZE))
-        off = hd["n_tensors"] * F.T_SIZE
-        self.ops = []
-        nt = hd["n_tensors"]
+        self.op_offs = offs = array("I", range(hd["n_ops"]))
+        off = 0
         for i in range(hd["n_ops"]):
-            if off + F.OP_SIZE + 4 * F.N_BUFS > self.tiles_off:
+            if off + F.OP_SIZE + 4 * F.N_BUFS > len(head):
                 raise ImageError("malformed tables: op #%d runs past the op table" % i)
-            f = struct.unpack_from(F.OP_FMT, head, off)
-            off += F.OP_SIZE
-            bufs = struct.unpack_from("<%dI" % F.N_BUFS, head, off)
-            off += 4 * F.N_BUFS
-            if f[1] > 4 or f[2] > F.MAX_P or off + 4 * f[2] > self.tiles_off:
-                raise ImageError("malformed tables: op #%d has %d inputs and %d parameters" % (i, f[1], f[2]))
-            p = array("i", struct.unpack_from("<%di" % f[2], head, off))
-            off += 4 * f[2]
-            op = OpRec(f, bufs, p)
+            offs[i] = off
+            k = head[off + 2]
+            if head[off + 1] > 4 or k > F.MAX_P or off + F.OP_SIZE + 4 * F.N_BUFS + 4 * k > len(head):
+                raise ImageError("malformed tables: op #%d has %d inputs and %d parameters" % (i, head[off + 1], k))
+            op = self.op(i)
+            off += F.OP_SIZE + 4 * F.N_BUFS + 4 * k
             if op.out >= nt or any(t >= nt for t in op.ins):
                 raise ImageError("op #%d refers to a tensor that does not exist" % i)
-            self.ops.append(op)
         from .validate import check_tables
         check_tables(self)
+
+    def op(self, i):
+        """Op i of the schedule, parsed from the (verified) op table; a new object each call."""
+        head = self._ops
+        off = self.op_offs[i]
+        f = struct.unpack_from(F.OP_FMT, head, off)
+        off += F.OP_SIZE
+        bufs = struct.unpack_from("<%dI" % F.N_BUFS, head, off)
+        return OpRec(f, bufs, array("i", struct.unpack_from("<%di" % f[2], head, off + 4 * F.N_BUFS)))
+
+    @property
+    def ops(self):
+        """Every op as a list (host tools); the runtime parses one op at a time instead."""
+        return [self.op(i) for i in range(len(self.op_offs))]
 
     def tile_record(self, index, block):
         """(offset, length, crc, tag) of tile `index`, read through `block` (one block read)."""

@@ -300,23 +300,27 @@ class Runtime:
             raise DeviceError("no input: call set_input() before infer()")
         c = self.card
         b0, w0, r0 = c.blocks_read, c.blocks_written, c.retries
-        ops = self.img.ops
+        img = self.img
+        n_ops = len(img.op_offs)
         i = 0
-        while i < len(ops):
-            j = i
-            while ops[j].flags & F.OPF_CHAIN and j + 1 < len(ops):
-                j += 1
+        while i < n_ops:
+            members = [(i, img.op(i))]       # ops are parsed as they run: the table stays as bytes
+            while members[-1][1].flags & F.OPF_CHAIN and i + len(members) < n_ops:
+                j = i + len(members)
+                members.append((j, img.op(j)))
+            j = i + len(members) - 1
             try:
                 if j == i:
-                    run_op(self, i, ops[i])
+                    run_op(self, i, members[0][1])
                 else:
-                    run_chain(self, [(k, ops[k]) for k in range(i, j + 1)])
+                    run_chain(self, members)
             except (ValueError, IndexError, KeyError) as e:
                 # Kernels refuse arguments a valid image never produces: the tables are at fault.
                 raise ImageError("op #%d: the image's tables do not match its tensors (%s)" % (i, e)) from None
             self.arena.release_all(STAGING)
             if self.on_tensor is not None:
-                self.on_tensor(ops[j].out)
+                self.on_tensor(members[-1][1].out)
+            members = None
             i = j + 1
         v = self.counters.v
         for k in ("bytes_read", "bytes_written", "macs", "tiles"):

@@ -39,7 +39,8 @@ def check_tables(img):
         if kind in (F.T_SPILL, F.T_INPUT, F.T_OUTPUT):
             if slot != F.slot_blocks(tw * tc) or sblk + th * slot > h["spill_blocks"]:
                 raise ImageError("tensor %d: its rows do not fit the spill region" % i)
-    for i, op in enumerate(img.ops):
+    for i in range(len(img.op_offs)):
+        op = img.op(i)
         want = _P_LEN.get(op.kind)
         if want is None or (want and len(op.p) != want) or (op.kind == D.OP_CONCAT and len(op.p)):
             raise ImageError("op #%d: unknown kind %d or %d parameters" % (i, op.kind, len(op.p)))

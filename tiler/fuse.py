@@ -118,7 +118,8 @@ def tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=False):
     If no band fits, a convolution feeding a depthwise convolution is split into k channel groups: the
     convolution computes one group into a narrow buffer and the depthwise consumes it at once (its
     channels are independent), so the widest intermediate is never held at full width. The weight
-    tiles of split ops are read again for every band."""
+    tiles of split ops are read again for every band, and a split convolution fetches its (spilled)
+    input rows again for every group."""
     L = plan.L
     ops = [L.ops[i] for i in idxs]
     H = L.tensors[ops[-1].out].h
@@ -149,6 +150,10 @@ def _members(plan, idxs, ops, r, k, payload_len, OpPlan):
         need = []
         rd = 0
         per = {}
+        in_split = j in split or j - 1 in split
+        cout = len(op.mult) if op.kind in _WEIGHTED else L.tensors[op.out].c
+        g = -(-cout // k) if in_split else cout
+        ng = -(-cout // g)
         for kk, t in enumerate(op.ins):
             if t in chain_t:
                 continue
@@ -161,20 +166,20 @@ def _members(plan, idxs, ops, r, k, payload_len, OpPlan):
                 a, b = S.in_rows(op.kind, op.p, op.geom.get("pad_t", 0), L.tensors[t].h, *rng[j])
                 ra, rz = S.cover(L.tensors[t].row_bytes, base.row_bytes, a, b)
                 mx = max(mx, (rz - ra) * base.row_bytes)
-                rd += (rz - ra) * (base.row_bytes + F.TAG_LEN)
+                rd += (rz - ra) * (base.row_bytes + F.TAG_LEN) * (ng if j in split else 1)   # per group
             need.append(("in%d" % kk, mx))
             per[base.id] = per.get(base.id, 0) + rd - rd0
         t = L.tensors[op.out]
         opl = OpPlan(op)
-        in_split = j in split or j - 1 in split
-        cout = len(op.mult) if op.kind in _WEIGHTED else t.c
-        g = -(-cout // k) if in_split else cout
-        ng = -(-cout // g)
+        live = sum(1 for rng in bands if rng[j][1] > rng[j][0])     # bands in which op j runs
         if op.kind in _WEIGHTED:
             need.append(("w", payload_len(op, g)))
             wtotal = sum(payload_len(op, min(g, cout - c0)) for c0 in range(0, cout, g))
-            loads = nb * ng if ng > 1 else 1
-            rd += wtotal * (nb if ng > 1 else 1) + loads * F.TILE_SIZE
+            # The device loads every member's first tile when the chain starts; a member with several
+            # groups then loads each group again in every band it runs in (device/ops.py run_chain).
+            rd += payload_len(op, g) + F.TILE_SIZE
+            if ng > 1:
+                rd += live * (wtotal + ng * F.TILE_SIZE)
         width = g if j in split else t.c          # a split convolution's buffer holds one group
         if j < len(ops) - 1:
             need.append(("chain", max(rng[j][1] - rng[j][0] for rng in bands) * t.w * width))
@@ -195,7 +200,7 @@ def _members(plan, idxs, ops, r, k, payload_len, OpPlan):
         opl.group, opl.n_groups = g, ng
         opl.read = rd
         opl.written = t.h * (t.row_bytes + F.TAG_LEN) if j == len(ops) - 1 and not out_res else 0
-        opl.tiles = sum(1 for rng in bands if rng[j][1] > rng[j][0]) * ng
+        opl.tiles = live * ng
         opl.macs = sum((rng[j][1] - rng[j][0]) for rng in bands) * _row_macs(op, L)
         opl.chained = j < len(ops) - 1
         members.append(opl)

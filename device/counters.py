@@ -18,7 +18,6 @@ import binascii
 import struct
 
 from . import CardError
-from . import format as F
 
 try:
     from micropython import const
@@ -26,19 +25,32 @@ except ImportError:
     def const(x):
         return x
 
+# Copies of format.py / opdefs.py (private consts take no RAM in a .mpy; tests check they agree)
+_CTR_FMT = '<4sIQQQQQQQQ8s'
+_CTR_MAGIC = b'TSCR'
+
+
 FIELDS = ("inferences", "bytes_read", "bytes_written", "blocks_read", "blocks_written", "macs", "tiles", "retries")
 _REREADS = const(3)
-_SIZE = struct.calcsize(F.CTR_FMT)
+_SIZE = struct.calcsize(_CTR_FMT)
 
 
-def parse_record(block):
-    """The record in a 512-byte block as a dict, or None if it is not a valid record (magic, CRC)."""
-    if bytes(block[0:4]) != F.CTR_MAGIC:
+def _parse(block):
+    """The record in a 512-byte block as a tuple (format.CTR_FIELDS order), or None if it is not a valid
+    record (magic, CRC)."""
+    if bytes(block[0:4]) != _CTR_MAGIC:
         return None
     crc = struct.unpack_from("<I", block, _SIZE)[0]
     if binascii.crc32(block[:_SIZE]) & 0xFFFFFFFF != crc:
         return None
-    return F.unpack_named(F.CTR_FMT, F.CTR_FIELDS, block)
+    return struct.unpack_from(_CTR_FMT, block)
+
+
+def parse_record(block):
+    """The record in a 512-byte block as a dict (host tools), or None if it is not a valid record."""
+    from . import format as F
+    rec = _parse(block)
+    return None if rec is None else dict(zip(F.CTR_FIELDS, rec))
 
 
 class Counters:
@@ -61,27 +73,27 @@ class Counters:
                 except CardError:
                     failed += 1
                     break
-                rec = parse_record(block)
+                rec = _parse(block)
                 if rec is not None or not any(block):
                     break                    # valid, or never written (all zeros): nothing to re-read
-            if rec is not None and (best is None or rec["seq"] > best[1]["seq"]):
+            if rec is not None and (best is None or rec[1] > best[1][1]):
                 best = (s, rec)
         if failed == 2:
             raise CardError("neither counter record (card blocks %d and %d) can be read: the card is failing there"
                             % (first_block, first_block + 1))
         if best is not None:
             self.slot, rec = best
-            self.seq = rec["seq"]
-            for f in FIELDS:
-                self.v[f] = rec[f]
+            self.seq = rec[1]
+            for i in range(len(FIELDS)):
+                self.v[FIELDS[i]] = rec[2 + i]
 
     def save(self):
         """Write the counters to the other slot, then read them back; a bad write is retried, then refused."""
         self.seq += 1
         self.slot ^= 1
-        rec = dict(self.v)
-        rec.update(magic=F.CTR_MAGIC, seq=self.seq, card_salt=self.card_salt)
-        raw = F.pack_named(F.CTR_FMT, F.CTR_FIELDS, rec)
+        v = self.v
+        raw = struct.pack(_CTR_FMT, _CTR_MAGIC, self.seq, v["inferences"], v["bytes_read"], v["bytes_written"],
+                          v["blocks_read"], v["blocks_written"], v["macs"], v["tiles"], v["retries"], self.card_salt)
         crc = binascii.crc32(raw) & 0xFFFFFFFF
         b = self._blk
         blk = self.first + self.slot

@@ -9,7 +9,51 @@ import struct
 
 from . import CardError, ImageError, IntegrityError, KeyMismatch
 from . import crypto as C
-from . import format as F
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+# Header fields (indices into format.HDR_FIELDS)
+_H_VERSION = const(1)
+_H_HEADER_LEN = const(2)
+_H_IMAGE_ID = const(4)
+_H_SRAM_BUDGET = const(6)
+_H_ERASE_BLOCK = const(7)
+_H_META_BLOCK = const(8)
+_H_META_LEN = const(9)
+_H_PAYLOAD_BLOCK = const(10)
+_H_PAYLOAD_BLOCKS = const(11)
+_H_SPILL_BLOCK = const(12)
+_H_SPILL_BLOCKS = const(13)
+_H_COUNTER_BLOCK = const(14)
+_H_COUNTER_BLOCKS = const(15)
+_H_TOTAL_BLOCKS = const(16)
+_H_N_TENSORS = const(17)
+_H_N_OPS = const(18)
+_H_N_TILES = const(19)
+_H_META_CRC = const(20)
+# Copies of format.py / opdefs.py (private consts take no RAM in a .mpy; tests check they agree)
+_BLOCK = const(512)
+_HDR_END = const(228)
+_HDR_FMT = '<4sHHI16s32sIIIIIIIIIIIIIIIfifiBBHIIII'
+_HDR_KCV = const(156)
+_HDR_MAC = const(196)
+_HDR_META_MAC = const(164)
+_MAGIC = b'TSWP'
+_MAX_P = const(64)
+_N_BUFS = const(7)
+_OP_FMT = '<BBBBHHHHHHHHHHIIIIQ'
+_OP_SIZE = const(48)
+_TAG_LEN = const(32)
+_TILE_FMT = '<IIII'
+_TILE_SIZE = const(64)
+_T_FMT = '<BBHIIIIIIi'
+_T_SIZE = const(32)
+_VERSION = const(1)
+
 
 try:
     from array import array
@@ -18,7 +62,7 @@ except ImportError:  # pragma: no cover
 
 
 class OpRec:
-    """One op of the schedule, parsed once at load time."""
+    """One op of the schedule, parsed from the op table (Image.op)."""
 
     def __init__(self, f, bufs, p):
         self.kind = f[0]
@@ -40,28 +84,28 @@ class Image:
         self.card = card
         card.read(0, block)
         h = block
-        if bytes(h[0:4]) != F.MAGIC:
+        if bytes(h[0:4]) != _MAGIC:
             raise ImageError("not a tileswap image (magic %r, expected %r): pass a .tsi made by `tileswap compile`"
-                             % (bytes(h[0:4]), F.MAGIC))
-        hd = F.unpack_named(F.HDR_FMT, F.HDR_FIELDS, h)
-        if hd["version"] != F.VERSION:
+                             % (bytes(h[0:4]), _MAGIC))
+        hd = struct.unpack_from(_HDR_FMT, h)
+        if hd[_H_VERSION] != _VERSION:
             raise ImageError("image format version %d is not supported (this runtime reads version %d): "
-                             "recompile the model with this tileswap" % (hd["version"], F.VERSION))
-        if hd["header_len"] != F.BLOCK or hd["meta_block"] != 1:
-            raise ImageError("malformed header (header_len %d, meta_block %d)" % (hd["header_len"], hd["meta_block"]))
-        self.h = hd
-        mblocks = F.blocks_for(hd["meta_len"])
-        per = hd["erase_block"] // F.BLOCK
-        if (hd["payload_block"] < 1 + mblocks or hd["spill_block"] < hd["payload_block"] + hd["payload_blocks"]
-                or per < 1 or hd["spill_block"] % per or hd["spill_blocks"] % per
-                or hd["counter_block"] != hd["spill_block"] + hd["spill_blocks"]
-                or hd["total_blocks"] != hd["counter_block"] + hd["counter_blocks"] or hd["counter_blocks"] < 2
-                or hd["n_tiles"] * F.TILE_SIZE > hd["meta_len"]):
+                             "recompile the model with this tileswap" % (hd[_H_VERSION], _VERSION))
+        if hd[_H_HEADER_LEN] != _BLOCK or hd[_H_META_BLOCK] != 1:
+            raise ImageError("malformed header (header_len %d, meta_block %d)" % (hd[_H_HEADER_LEN], hd[_H_META_BLOCK]))
+        self.hd = hd                # the header as a tuple (format.HDR_FIELDS order); .h names it
+        mblocks = (hd[_H_META_LEN] + _BLOCK - 1) // _BLOCK
+        per = hd[_H_ERASE_BLOCK] // _BLOCK
+        if (hd[_H_PAYLOAD_BLOCK] < 1 + mblocks or hd[_H_SPILL_BLOCK] < hd[_H_PAYLOAD_BLOCK] + hd[_H_PAYLOAD_BLOCKS]
+                or per < 1 or hd[_H_SPILL_BLOCK] % per or hd[_H_SPILL_BLOCKS] % per
+                or hd[_H_COUNTER_BLOCK] != hd[_H_SPILL_BLOCK] + hd[_H_SPILL_BLOCKS]
+                or hd[_H_TOTAL_BLOCKS] != hd[_H_COUNTER_BLOCK] + hd[_H_COUNTER_BLOCKS] or hd[_H_COUNTER_BLOCKS] < 2
+                or hd[_H_N_TILES] * _TILE_SIZE > hd[_H_META_LEN]):
             raise ImageError("malformed header: region sizes are inconsistent")
-        if hd["total_blocks"] > card.nblocks:
+        if hd[_H_TOTAL_BLOCKS] > card.nblocks:
             raise CardError("the card has %d blocks but the image needs %d: the image is truncated or the card is "
-                            "too small" % (card.nblocks, hd["total_blocks"]))
-        self.image_id = bytes(hd["image_id"])
+                            "too small" % (card.nblocks, hd[_H_TOTAL_BLOCKS]))
+        self.image_id = bytes(hd[_H_IMAGE_ID])
         self.verified = verify
         if not verify:
             self.k_mac = None
@@ -69,29 +113,35 @@ class Image:
             return
         if master_key is None:
             raise KeyMismatch("the image is encrypted: a key is needed (--key KEYFILE or TILESWAP_KEY)")
-        if not C.eq(C.key_check(master_key, self.image_id), bytes(h[F.HDR_KCV:F.HDR_KCV + 8])):
+        if not C.eq(C.key_check(master_key, self.image_id), bytes(h[_HDR_KCV:_HDR_KCV + 8])):
             raise KeyMismatch("wrong key: this image was compiled with another key")
         self.k_enc = C.derive(master_key, b"tileswap/enc", self.image_id)
         self.k_mac = C.derive(master_key, b"tileswap/mac", self.image_id)
         self._master = master_key
-        if not C.eq(C.hmac_sha256(self.k_mac, b"H", bytes(h[:F.HDR_MAC])), bytes(h[F.HDR_MAC:F.HDR_END])):
+        if not C.eq(C.hmac_sha256(self.k_mac, b"H", bytes(h[:_HDR_MAC])), bytes(h[_HDR_MAC:_HDR_END])):
             raise IntegrityError("the image header failed its MAC: it was modified after compiling")
-        meta_mac = bytes(h[F.HDR_META_MAC:F.HDR_MAC])
+        meta_mac = bytes(h[_HDR_META_MAC:_HDR_MAC])
         self._load_meta(block, meta_mac)
+
+    @property
+    def h(self):
+        """The header as a dict of format.HDR_FIELDS (host tools; the runtime indexes .hd)."""
+        from . import format as F
+        return dict(zip(F.HDR_FIELDS, self.hd))
 
     def spill_key(self, card_salt):
         return C.derive(self._master, b"tileswap/spill", self.image_id, card_salt)
 
     def _load_meta(self, block, meta_mac):
-        hd = self.h
-        n = hd["meta_len"]
-        nt = hd["n_tensors"]
-        self.tiles_off = n - hd["n_tiles"] * F.TILE_SIZE
-        t_end = nt * F.T_SIZE
-        most = t_end + hd["n_ops"] * (F.OP_SIZE + 4 * F.N_BUFS + 4 * F.MAX_P) + F.BLOCK
-        if nt > 0xFFFF or hd["n_ops"] > 0xFFFF or not 0 <= self.tiles_off <= most:
+        hd = self.hd
+        n = hd[_H_META_LEN]
+        nt = hd[_H_N_TENSORS]
+        self.tiles_off = n - hd[_H_N_TILES] * _TILE_SIZE
+        t_end = nt * _T_SIZE
+        most = t_end + hd[_H_N_OPS] * (_OP_SIZE + 4 * _N_BUFS + 4 * _MAX_P) + _BLOCK
+        if nt > 0xFFFF or hd[_H_N_OPS] > 0xFFFF or not 0 <= self.tiles_off <= most:
             raise ImageError("malformed header: %d tensors, %d ops and %d tiles do not fit %d bytes of tables"
-                             % (nt, hd["n_ops"], hd["n_tiles"], n))
+                             % (nt, hd[_H_N_OPS], hd[_H_N_TILES], n))
         if t_end > self.tiles_off:
             raise ImageError("malformed tables: %d tensor records do not fit" % nt)
         # Only the op records stay in memory as bytes (parsed one op at a time when it runs); the tensor
@@ -101,36 +151,36 @@ class Image:
         mac = C.Hmac(self.k_mac or b"", b"M")
         crc = 0
         pos = 0
-        blk = hd["meta_block"]
+        blk = hd[_H_META_BLOCK]
         while pos < n:
             self.card.read(blk, block)
-            m = min(F.BLOCK, n - pos)
+            m = min(_BLOCK, n - pos)
             chunk = block[:m]
             crc = binascii.crc32(chunk, crc)
             mac.update(chunk)
-            for o in range(0, min(m, t_end - pos), F.T_SIZE):
-                T.append(struct.unpack_from(F.T_FMT, chunk, o))
+            for o in range(0, min(m, t_end - pos), _T_SIZE):
+                T.append(struct.unpack_from(_T_FMT, chunk, o))
             a = max(pos, t_end)
             b = min(pos + m, self.tiles_off)
             if a < b:
                 head[a - t_end:b - t_end] = chunk[a - pos:b - pos]
             pos += m
             blk += 1
-        if crc & 0xFFFFFFFF != hd["meta_crc"]:
+        if crc & 0xFFFFFFFF != hd[_H_META_CRC]:
             raise IntegrityError("the image's op and tile tables failed their CRC (card error or damaged file)")
         if meta_mac is not None and not C.eq(mac.digest(), meta_mac):
             raise IntegrityError("the image's op and tile tables failed their MAC: they were modified")
-        self.op_offs = offs = array("I", range(hd["n_ops"]))
+        self.op_offs = offs = array("I", range(hd[_H_N_OPS]))
         off = 0
-        for i in range(hd["n_ops"]):
-            if off + F.OP_SIZE + 4 * F.N_BUFS > len(head):
+        for i in range(hd[_H_N_OPS]):
+            if off + _OP_SIZE + 4 * _N_BUFS > len(head):
                 raise ImageError("malformed tables: op #%d runs past the op table" % i)
             offs[i] = off
             k = head[off + 2]
-            if head[off + 1] > 4 or k > F.MAX_P or off + F.OP_SIZE + 4 * F.N_BUFS + 4 * k > len(head):
+            if head[off + 1] > 4 or k > _MAX_P or off + _OP_SIZE + 4 * _N_BUFS + 4 * k > len(head):
                 raise ImageError("malformed tables: op #%d has %d inputs and %d parameters" % (i, head[off + 1], k))
             op = self.op(i)
-            off += F.OP_SIZE + 4 * F.N_BUFS + 4 * k
+            off += _OP_SIZE + 4 * _N_BUFS + 4 * k
             if op.out >= nt or any(t >= nt for t in op.ins):
                 raise ImageError("op #%d refers to a tensor that does not exist" % i)
         from .validate import check_tables
@@ -140,10 +190,10 @@ class Image:
         """Op i of the schedule, parsed from the (verified) op table; a new object each call."""
         head = self._ops
         off = self.op_offs[i]
-        f = struct.unpack_from(F.OP_FMT, head, off)
-        off += F.OP_SIZE
-        bufs = struct.unpack_from("<%dI" % F.N_BUFS, head, off)
-        return OpRec(f, bufs, array("i", struct.unpack_from("<%di" % f[2], head, off + 4 * F.N_BUFS)))
+        f = struct.unpack_from(_OP_FMT, head, off)
+        off += _OP_SIZE
+        bufs = struct.unpack_from("<%dI" % _N_BUFS, head, off)
+        return OpRec(f, bufs, array("i", struct.unpack_from("<%di" % f[2], head, off + 4 * _N_BUFS)))
 
     @property
     def ops(self):
@@ -152,13 +202,13 @@ class Image:
 
     def tile_record(self, index, block):
         """(offset, length, crc, tag) of tile `index`, read through `block` (one block read)."""
-        if not 0 <= index < self.h["n_tiles"]:
-            raise ImageError("tile %d does not exist (the image has %d)" % (index, self.h["n_tiles"]))
-        pos = self.tiles_off + index * F.TILE_SIZE
-        self.card.read(self.h["meta_block"] + pos // F.BLOCK, block)
-        o = pos % F.BLOCK
-        off, length, crc, _ = struct.unpack_from(F.TILE_FMT, block, o)
-        if off % F.BLOCK or off + length > self.h["payload_blocks"] * F.BLOCK or length > self.h["sram_budget"]:
+        if not 0 <= index < self.hd[_H_N_TILES]:
+            raise ImageError("tile %d does not exist (the image has %d)" % (index, self.hd[_H_N_TILES]))
+        pos = self.tiles_off + index * _TILE_SIZE
+        self.card.read(self.hd[_H_META_BLOCK] + pos // _BLOCK, block)
+        o = pos % _BLOCK
+        off, length, crc, _ = struct.unpack_from(_TILE_FMT, block, o)
+        if off % _BLOCK or off + length > self.hd[_H_PAYLOAD_BLOCKS] * _BLOCK or length > self.hd[_H_SRAM_BUDGET]:
             raise IntegrityError("tile %d: its record points outside the payload region (card error or tampering)"
                                  % index)
-        return off, length, crc, bytes(block[o + 16:o + 16 + F.TAG_LEN])
+        return off, length, crc, bytes(block[o + 16:o + 16 + _TAG_LEN])

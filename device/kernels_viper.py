@@ -38,7 +38,21 @@ import micropython
 from array import array
 from micropython import const
 
-from . import opdefs as D
+
+# Copies of format.py / opdefs.py (private consts take no RAM in a .mpy; tests check they agree)
+_PA_LEN = const(12)
+_PF_LEN = const(6)
+_PL_LEN = const(6)
+_PM_LEN = const(6)
+_PR_LEN = const(4)
+_PS_DIFF_MIN = const(3)
+_PS_INPUT_LSHIFT = const(2)
+_PS_INPUT_MULT = const(1)
+_PS_LEN = const(5)
+_PS_N = const(0)
+_PS_OUT_ZP = const(4)
+_P_SPATIAL_LEN = const(16)
+
 
 _CH = const(64)           # int32 accumulators per flush (the scratch words), like the C kernels' chunk
 
@@ -715,7 +729,7 @@ def _reciprocal(total):
 
 
 def _softmax(p, out, out_off, inp, in_off, rows):
-    n, mult, ls, dmin = p[D.PS_N], p[D.PS_INPUT_MULT], p[D.PS_INPUT_LSHIFT], p[D.PS_DIFF_MIN]
+    n, mult, ls, dmin = p[_PS_N], p[_PS_INPUT_MULT], p[_PS_INPUT_LSHIFT], p[_PS_DIFF_MIN]
     for r in range(rows):
         x0 = in_off + r * n
         top = -128
@@ -751,14 +765,14 @@ def _params(p, n):
 
 def _spatial(p, oh, in_h, g, c_lim):
     """ts_spatial_check plus the channel range; returns the bytes the output needs."""
-    _params(p, D.P_SPATIAL_LEN)
-    if (oh < 1 or in_h < 1 or p[D.P_IN_W] < 1 or p[D.P_IN_C] < 1 or p[D.P_OUT_W] < 1 or p[D.P_OUT_C] < 1
-            or p[D.P_KH] < 1 or p[D.P_KW] < 1 or p[D.P_SH] < 1 or p[D.P_SW] < 1 or p[D.P_DH] < 1
-            or p[D.P_DW] < 1 or p[D.P_PAD_L] < 0 or p[D.P_DM] < 1 or p[D.P_ACT_MIN] < -128
-            or p[D.P_ACT_MAX] > 127 or p[D.P_ACT_MIN] > p[D.P_ACT_MAX] or g < 1 or g > c_lim
-            or g > p[D.P_OUT_C]):
+    _params(p, _P_SPATIAL_LEN)
+    if (oh < 1 or in_h < 1 or p[_P_IN_W] < 1 or p[_P_IN_C] < 1 or p[_P_OUT_W] < 1 or p[_P_OUT_C] < 1
+            or p[_P_KH] < 1 or p[_P_KW] < 1 or p[_P_SH] < 1 or p[_P_SW] < 1 or p[_P_DH] < 1
+            or p[_P_DW] < 1 or p[_P_PAD_L] < 0 or p[_P_DM] < 1 or p[_P_ACT_MIN] < -128
+            or p[_P_ACT_MAX] > 127 or p[_P_ACT_MIN] > p[_P_ACT_MAX] or g < 1 or g > c_lim
+            or g > p[_P_OUT_C]):
         raise ValueError("spatial kernel: invalid p, rows or channel group")
-    return ((oh - 1) * p[D.P_OUT_W] + p[D.P_OUT_W] - 1) * p[D.P_OUT_C] + g
+    return ((oh - 1) * p[_P_OUT_W] + p[_P_OUT_W] - 1) * p[_P_OUT_C] + g
 
 
 class Kernels:
@@ -771,28 +785,28 @@ class Kernels:
 
     def conv_s8(self, p, out, out_off, inp, in_off, in_h, y0, oh, wts, g):
         need = _spatial(p, oh, in_h, g, g)
-        in_c = p[D.P_IN_C]
-        _fit("wts", wts, 0, ((g * p[D.P_KH] * p[D.P_KW] * in_c + 3) & ~3) + 12 * g)
-        _fit("inp", inp, in_off, in_h * p[D.P_IN_W] * in_c)
+        in_c = p[_P_IN_C]
+        _fit("wts", wts, 0, ((g * p[_P_KH] * p[_P_KW] * in_c + 3) & ~3) + 12 * g)
+        _fit("inp", inp, in_off, in_h * p[_P_IN_W] * in_c)
         _fit("out", out, out_off, need)
-        _conv(wts, inp, p[D.P_IN_ZP] + 128, p, out, out_off, in_off, in_h, y0, oh, wts, g, self._a)
+        _conv(wts, inp, p[_P_IN_ZP] + 128, p, out, out_off, in_off, in_h, y0, oh, wts, g, self._a)
 
     def dwconv_s8(self, p, out, out_off, inp, in_off, in_h, y0, oh, wts, c0, g):
-        _params(p, D.P_SPATIAL_LEN)
-        dm = max(p[D.P_DM], 1)                     # _spatial refuses dm < 1
-        need = _spatial(p, oh, in_h, g, p[D.P_IN_C] * dm - c0)
+        _params(p, _P_SPATIAL_LEN)
+        dm = max(p[_P_DM], 1)                     # _spatial refuses dm < 1
+        need = _spatial(p, oh, in_h, g, p[_P_IN_C] * dm - c0)
         if c0 < 0 or c0 % dm or g % dm:
             raise ValueError("dwconv_s8: c0 and g must be multiples of the depth multiplier")
-        _fit("wts", wts, 0, ((g * p[D.P_KH] * p[D.P_KW] + 3) & ~3) + 12 * g)
-        _fit("inp", inp, in_off, in_h * p[D.P_IN_W] * p[D.P_IN_C])
+        _fit("wts", wts, 0, ((g * p[_P_KH] * p[_P_KW] + 3) & ~3) + 12 * g)
+        _fit("inp", inp, in_off, in_h * p[_P_IN_W] * p[_P_IN_C])
         _fit("out", out, out_off, need)
         _dwconv(self._a, wts, inp, p, out, out_off, in_off, in_h, y0, oh, wts, c0, g, self._a)
 
     def _pool(self, avg, p, out, out_off, inp, in_off, in_h, y0, oh, c0, g):
-        need = _spatial(p, oh, in_h, g, p[D.P_IN_C] - c0)
+        need = _spatial(p, oh, in_h, g, p[_P_IN_C] - c0)
         if c0 < 0:
             raise ValueError("pool: channels out of range")
-        _fit("inp", inp, in_off, in_h * p[D.P_IN_W] * p[D.P_IN_C])
+        _fit("inp", inp, in_off, in_h * p[_P_IN_W] * p[_P_IN_C])
         _fit("out", out, out_off, need)
         if _pool(self._a, inp, p, out, out_off, in_off, in_h, y0, oh, c0, g, avg):
             raise ValueError("avgpool_s8: a window lies entirely in the padding")
@@ -804,23 +818,23 @@ class Kernels:
         self._pool(1, p, out, out_off, inp, in_off, in_h, y0, oh, c0, g)
 
     def fc_s8(self, p, out, out_off, inp, in_off, rows, wts, g):
-        _params(p, D.PF_LEN)
-        n = p[D.PF_N]
-        if (n < 1 or g < 1 or g > p[D.PF_OUT_C] or rows < 0 or p[D.PF_ACT_MIN] < -128
-                or p[D.PF_ACT_MAX] > 127 or p[D.PF_ACT_MIN] > p[D.PF_ACT_MAX]):
+        _params(p, _PF_LEN)
+        n = p[_PF_N]
+        if (n < 1 or g < 1 or g > p[_PF_OUT_C] or rows < 0 or p[_PF_ACT_MIN] < -128
+                or p[_PF_ACT_MAX] > 127 or p[_PF_ACT_MIN] > p[_PF_ACT_MAX]):
             raise ValueError("fc_s8: invalid p, rows or channel group")
         tail = (g * n + 3) & ~3
         _fit("wts", wts, 0, tail + 12 * g)
         if not _shifts_ok(wts, tail + 8 * g, g, -31, 30):
             raise ValueError("fc_s8: a shift outside [-31, 30]")
         _fit("inp", inp, in_off, rows * n)
-        _fit("out", out, out_off, max(0, (rows - 1) * p[D.PF_OUT_C] + g))
-        _fc(wts, inp, p[D.PF_IN_ZP] + 128, p, out, out_off, in_off, rows, wts, g, self._a)
+        _fit("out", out, out_off, max(0, (rows - 1) * p[_PF_OUT_C] + g))
+        _fc(wts, inp, p[_PF_IN_ZP] + 128, p, out, out_off, in_off, rows, wts, g, self._a)
 
     def add_s8(self, p, out, out_off, a, a_off, b, b_off, n):
-        _params(p, D.PA_LEN)
-        if (n < 0 or not 0 <= p[D.PA_LEFT_SHIFT] <= 23 or p[D.PA_S1] > 0 or p[D.PA_S2] > 0
-                or p[D.PA_SO] > 0):
+        _params(p, _PA_LEN)
+        if (n < 0 or not 0 <= p[_PA_LEFT_SHIFT] <= 23 or p[_PA_S1] > 0 or p[_PA_S2] > 0
+                or p[_PA_SO] > 0):
             raise ValueError("add_s8: invalid p or n")
         _fit("a", a, a_off, n)
         _fit("b", b, b_off, n)
@@ -828,16 +842,16 @@ class Kernels:
         _add(p, out, out_off, a, a_off, b, b_off, n, self._a, self._b)
 
     def requant_s8(self, p, out, out_off, inp, in_off, n):
-        _params(p, D.PR_LEN)
-        if n < 0 or p[D.PR_SHIFT] > 31:
+        _params(p, _PR_LEN)
+        if n < 0 or p[_PR_SHIFT] > 31:
             raise ValueError("requant_s8: n < 0 or a shift above 31")
         _fit("inp", inp, in_off, n)
         _fit("out", out, out_off, n)
         _requant(p, out, out_off, inp, in_off, n, self._a)
 
     def leaky_relu_s8(self, p, out, out_off, inp, in_off, n):
-        _params(p, D.PL_LEN)
-        if n < 0 or p[D.PL_SHIFT_ID] > 31 or p[D.PL_SHIFT_ALPHA] > 31:
+        _params(p, _PL_LEN)
+        if n < 0 or p[_PL_SHIFT_ID] > 31 or p[_PL_SHIFT_ALPHA] > 31:
             raise ValueError("leaky_relu_s8: n < 0 or a shift above 31")
         _fit("inp", inp, in_off, n)
         _fit("out", out, out_off, n)
@@ -852,9 +866,9 @@ class Kernels:
             raise ValueError("acc must be 4-byte aligned")
 
     def mean_out_s8(self, p, out, out_off, acc):
-        _params(p, D.PM_LEN)
-        c = p[D.PM_C]
-        if c < 1 or p[D.PM_COUNT] < 1 or not -31 <= p[D.PM_SHIFT] <= 31:
+        _params(p, _PM_LEN)
+        c = p[_PM_C]
+        if c < 1 or p[_PM_COUNT] < 1 or not -31 <= p[_PM_SHIFT] <= 31:
             raise ValueError("mean_out_s8: invalid p")
         _fit("acc", acc, 0, 4 * c)
         _fit("out", out, out_off, c)
@@ -862,9 +876,9 @@ class Kernels:
             raise ValueError("acc must be 4-byte aligned")
 
     def softmax_s8(self, p, out, out_off, inp, in_off, rows):
-        _params(p, D.PS_LEN)
-        n = p[D.PS_N]
-        if rows < 0 or n < 1 or not 0 <= p[D.PS_INPUT_LSHIFT] <= 31 or p[D.PS_OUT_ZP] != -128:
+        _params(p, _PS_LEN)
+        n = p[_PS_N]
+        if rows < 0 or n < 1 or not 0 <= p[_PS_INPUT_LSHIFT] <= 31 or p[_PS_OUT_ZP] != -128:
             raise ValueError("softmax_s8: invalid p or rows")
         _fit("inp", inp, in_off, rows * n)
         _fit("out", out, out_off, rows * n)

@@ -11,12 +11,43 @@ arithmetic the tiler used, then the ops run forwards. The intermediate tensors e
 bands (halo rows are recomputed, never spilled), so a large early feature map costs no card I/O.
 """
 
-from . import format as F
-from . import opdefs as D
 from .arena import ACC, OUT_BAND
 from .schedule import in_rows
 
-_SPATIAL = (D.OP_CONV, D.OP_DWCONV, D.OP_MAXPOOL, D.OP_AVGPOOL)
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+# Copies of format.py / opdefs.py (private consts take no RAM in a .mpy; tests check they agree)
+_OP_ADD = const(4)
+_OP_AVGPOOL = const(6)
+_OP_CONCAT = const(9)
+_OP_CONV = const(1)
+_OP_DWCONV = const(2)
+_OP_FC = const(3)
+_OP_LEAKY_RELU = const(12)
+_OP_MAXPOOL = const(5)
+_OP_MEAN = const(7)
+_OP_PAD = const(8)
+_OP_REQUANT = const(11)
+_OP_SOFTMAX = const(10)
+_PF_N = const(0)
+_PF_OUT_C = const(1)
+_PP_PAD_L = const(1)
+_PP_ZP = const(0)
+_P_KH = const(4)
+_P_KW = const(5)
+_P_SH = const(6)
+_NO_BUF = const(4294967295)
+_OPF_SPLIT_IN = const(4)
+_OPF_SPLIT_OUT = const(2)
+_T_ARENA = const(0)
+_T_CHAIN = const(4)
+
+
+_SPATIAL = (_OP_CONV, _OP_DWCONV, _OP_MAXPOOL, _OP_AVGPOOL)
 
 
 class _State:
@@ -28,34 +59,34 @@ class _State:
         self.op = op
         self.out = out = T[op.out]
         self.orb = out[4] * out[5]
-        self.cout = op.p[D.PF_OUT_C] if op.kind == D.OP_FC else out[5]
-        self.weighted = op.first_tile != F.NO_BUF
+        self.cout = op.p[_PF_OUT_C] if op.kind == _OP_FC else out[5]
+        self.weighted = op.first_tile != _NO_BUF
         self.wts = None
         for tid in op.ins:
             _claim_resident(rt, tid)
         _claim_resident(rt, op.out)
-        if op.kind == D.OP_MEAN:
+        if op.kind == _OP_MEAN:
             off = rt.arena.claim(ACC, op.bufs[6], 4 * self.cout)
             for j in range(off, off + 4 * self.cout):
                 rt.mv[j] = 0
             self.acc = rt.mv[off:off + 4 * self.cout]
-        if op.kind == D.OP_PAD:
-            self.fill = bytes([op.p[D.PP_ZP] & 0xFF]) * self.orb
+        if op.kind == _OP_PAD:
+            self.fill = bytes([op.p[_PP_ZP] & 0xFF]) * self.orb
 
     def height(self, rt):
         """Rows the op's bands run over."""
         op = self.op
-        if op.kind == D.OP_MEAN:
+        if op.kind == _OP_MEAN:
             return rt.T[op.ins[0]][3]
-        return 1 if op.kind == D.OP_FC else self.out[3]
+        return 1 if op.kind == _OP_FC else self.out[3]
 
 
 def _claim_resident(rt, tid):
     t = rt.T[tid]
     base = rt.T[t[2]]
-    if base[0] == F.T_ARENA:
+    if base[0] == _T_ARENA:
         rt.arena.claim(t[2], base[6], base[3] * base[4] * base[5])
-    elif base[0] == F.T_CHAIN:
+    elif base[0] == _T_CHAIN:
         rt.arena.claim(t[2], base[6], 1)      # the chain buffer's extent is checked when it is written
 
 
@@ -93,7 +124,7 @@ def run_chain(rt, members):
         j = 0
         while j < n:
             st = sts[j]
-            if st.op.flags & F.OPF_SPLIT_OUT:       # a convolution feeding a depthwise, group by group
+            if st.op.flags & _OPF_SPLIT_OUT:       # a convolution feeding a depthwise, group by group
                 dst = sts[j + 1]
                 for g0 in range(0, st.cout, st.op.group):
                     if hi[j] > lo[j]:
@@ -130,28 +161,28 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
     for j in range(len(op.ins)):
         tid = op.ins[j]
         a, b = in_rows(kind, p, op.pad_t, T[tid][3], r0, r1)
-        if op.flags & F.OPF_SPLIT_IN:      # the producer's buffer holds one group: rows of w * group bytes
+        if op.flags & _OPF_SPLIT_IN:      # the producer's buffer holds one group: rows of w * group bytes
             t = T[tid]
             offs.append(t[6] + (a - rt.chain_start[tid]) * t[4] * op.group)
         else:
             offs.append(rt._fetch(tid, a, b, bufs[j]))
         rows.append((a, b))
     where = out[0]
-    narrow = op.flags & F.OPF_SPLIT_OUT
-    if kind == D.OP_MEAN:
-        o_off = out[6] if where == F.T_ARENA else bufs[5]
-    elif where == F.T_ARENA:
+    narrow = op.flags & _OPF_SPLIT_OUT
+    if kind == _OP_MEAN:
+        o_off = out[6] if where == _T_ARENA else bufs[5]
+    elif where == _T_ARENA:
         o_off = out[6] + r0 * orb
-    elif where == F.T_CHAIN:
+    elif where == _T_CHAIN:
         o_off = out[6]
         rt.chain_start[op.out] = r0
         rt.arena.claim(op.out, o_off, (r1 - r0) * (out[4] * op.group if narrow else orb))
     else:
-        o_off = rt.arena.claim(OUT_BAND, bufs[5], (r1 - r0) * orb if kind != D.OP_FC else out[3] * orb)
+        o_off = rt.arena.claim(OUT_BAND, bufs[5], (r1 - r0) * orb if kind != _OP_FC else out[3] * orb)
     stats = rt.stats
     if kind in _SPATIAL:
         a, b = rows[0]
-        y0 = r0 * p[D.P_SH] - op.pad_t - a
+        y0 = r0 * p[_P_SH] - op.pad_t - a
         oh = r1 - r0
         if st.weighted:
             cin = T[op.ins[0]][5]
@@ -161,62 +192,62 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
                 g = min(op.group, cout - g0)
                 if st.wts is None or op.n_groups > 1:
                     st.wts = rt._load_tile(op.first_tile + g0 // op.group, bufs[4], st.i)
-                if kind == D.OP_CONV:
+                if kind == _OP_CONV:
                     k.conv_s8(p, mv, o_off + (0 if narrow else g0), mv, offs[0], b - a, y0, oh, st.wts, g)
-                    stats["macs"] += oh * out[4] * g * p[D.P_KH] * p[D.P_KW] * cin
-                elif op.flags & F.OPF_SPLIT_IN:    # input channel k of the narrow buffer is channel g0 + k
+                    stats["macs"] += oh * out[4] * g * p[_P_KH] * p[_P_KW] * cin
+                elif op.flags & _OPF_SPLIT_IN:    # input channel k of the narrow buffer is channel g0 + k
                     k.dwconv_s8(p, mv, o_off + g0, mv, offs[0], b - a, y0, oh, st.wts, 0, g)
-                    stats["macs"] += oh * out[4] * g * p[D.P_KH] * p[D.P_KW]
+                    stats["macs"] += oh * out[4] * g * p[_P_KH] * p[_P_KW]
                 else:
                     k.dwconv_s8(p, mv, o_off + g0, mv, offs[0], b - a, y0, oh, st.wts, g0, g)
-                    stats["macs"] += oh * out[4] * g * p[D.P_KH] * p[D.P_KW]
+                    stats["macs"] += oh * out[4] * g * p[_P_KH] * p[_P_KW]
                 stats["tiles"] += 1
         else:
-            if kind == D.OP_MAXPOOL:
+            if kind == _OP_MAXPOOL:
                 k.maxpool_s8(p, mv, o_off, mv, offs[0], b - a, y0, oh, 0, cout)
             else:
                 k.avgpool_s8(p, mv, o_off, mv, offs[0], b - a, y0, oh, 0, cout)
             stats["tiles"] += 1
-    elif kind == D.OP_FC:
+    elif kind == _OP_FC:
         tin = T[op.ins[0]]
-        nrows = tin[3] * tin[4] * tin[5] // p[D.PF_N]
+        nrows = tin[3] * tin[4] * tin[5] // p[_PF_N]
         for g0 in range(0, cout, op.group):
             g = min(op.group, cout - g0)
             if st.wts is None or op.n_groups > 1:
                 st.wts = rt._load_tile(op.first_tile + g0 // op.group, bufs[4], st.i)
             k.fc_s8(p, mv, o_off + g0, mv, offs[0], nrows, st.wts, g)
-            stats["macs"] += nrows * p[D.PF_N] * g
+            stats["macs"] += nrows * p[_PF_N] * g
             stats["tiles"] += 1
     else:
         n = (r1 - r0) * orb
-        if kind == D.OP_ADD:
+        if kind == _OP_ADD:
             k.add_s8(p, mv, o_off, mv, offs[0], mv, offs[1], n)
-        elif kind == D.OP_REQUANT:
+        elif kind == _OP_REQUANT:
             k.requant_s8(p, mv, o_off, mv, offs[0], n)
-        elif kind == D.OP_LEAKY_RELU:
+        elif kind == _OP_LEAKY_RELU:
             k.leaky_relu_s8(p, mv, o_off, mv, offs[0], n)
-        elif kind == D.OP_SOFTMAX:
+        elif kind == _OP_SOFTMAX:
             k.softmax_s8(p, mv, o_off, mv, offs[0], (r1 - r0) * out[4])
-        elif kind == D.OP_MEAN:
+        elif kind == _OP_MEAN:
             tin = T[op.ins[0]]
             a, b = rows[0]
             k.mean_acc_s8(st.acc, mv, offs[0], (b - a) * tin[4], tin[5])
-        elif kind == D.OP_CONCAT:
+        elif kind == _OP_CONCAT:
             _concat(rt, op, o_off, offs, (r1 - r0) * out[4], cout)
-        elif kind == D.OP_PAD:
+        elif kind == _OP_PAD:
             _pad(rt, op, o_off, offs[0], rows[0], r0, r1, st.fill)
         else:
             raise ValueError("op kind %d" % kind)
         stats["tiles"] += 1
-    if kind == D.OP_MEAN and last_band:
+    if kind == _OP_MEAN and last_band:
         k.mean_out_s8(p, mv, o_off, st.acc)
     if only >= 0 and only + op.group < cout:
         pass                 # a split op's rows are complete (and spilled) only after its last group
-    elif where != F.T_ARENA and where != F.T_CHAIN:
-        if kind == D.OP_MEAN:
+    elif where != _T_ARENA and where != _T_CHAIN:
+        if kind == _OP_MEAN:
             if last_band:
                 rt._write_row(op.out, 0, mv, o_off)
-        elif kind == D.OP_FC:
+        elif kind == _OP_FC:
             for r in range(out[3]):
                 rt._write_row(op.out, r, mv, o_off + r * orb)
         else:
@@ -244,7 +275,7 @@ def _pad(rt, op, o_off, in_off, rows, r0, r1, fill):
     out = rt.T[op.out]
     irb = tin[4] * tin[5]
     orb = out[4] * out[5]
-    left = op.p[D.PP_PAD_L] * out[5]
+    left = op.p[_PP_PAD_L] * out[5]
     a, b = rows
     for y in range(r0, r1):
         d = o_off + (y - r0) * orb

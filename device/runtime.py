@@ -23,13 +23,33 @@ except ImportError:
 
 from . import CardError, DeviceError, ImageError, IntegrityError, KeyMismatch
 from . import crypto as C
-from . import format as F
 from .arena import Arena, INPUT_ROW, STAGING, WEIGHTS
 from .counters import Counters
 from .image import Image
 from .ops import run_chain, run_op
 from .schedule import cover, in_rows
 from .storage import Card
+
+# Header fields (indices into format.HDR_FIELDS)
+_H_SRAM_BUDGET = const(6)
+_H_ERASE_BLOCK = const(7)
+_H_PAYLOAD_BLOCK = const(10)
+_H_SPILL_BLOCK = const(12)
+_H_SPILL_BLOCKS = const(13)
+_H_COUNTER_BLOCK = const(14)
+_H_IMAGE_VERSION = const(31)
+# Copies of format.py / opdefs.py (private consts take no RAM in a .mpy; tests check they agree)
+_BLOCK = const(512)
+_MAGIC = b'TSWP'
+_OPF_CHAIN = const(1)
+_STAGING = const(1024)
+_TAG_LEN = const(32)
+_TILE_SIZE = const(64)
+_T_ARENA = const(0)
+_T_CHAIN = const(4)
+_T_INPUT = const(2)
+_T_OUTPUT = const(3)
+
 
 _REREADS = 5        # reads of data that failed its CRC or tag before it counts as bad, not transient
 _LOADS = 8          # loads of the header and tables (a few KB: at a high bit-flip rate, often hit)
@@ -49,12 +69,12 @@ class Runtime:
         """nv: a small dict-like store on the device but off the card (internal flash), remembering the
         highest image version run, so an older image put back on the card is refused (rollback)."""
         self.card = Card(bdev)
-        self._blk = memoryview(bytearray(F.BLOCK))
+        self._blk = memoryview(bytearray(_BLOCK))
         # The arena is the one large block: take it from a clean heap, before the tables are parsed
         # (their many small objects would fragment it). Its size is checked again once authenticated.
         self.card.read(0, self._blk)
         budget = struct.unpack_from("<I", self._blk, _BUDGET_AT)[0]
-        if bytes(self._blk[0:4]) == F.MAGIC and F.STAGING <= budget <= _MAX_ARENA:
+        if bytes(self._blk[0:4]) == _MAGIC and _STAGING <= budget <= _MAX_ARENA:
             _collect()
             self.arena = Arena(budget)
         else:
@@ -69,26 +89,26 @@ class Runtime:
         else:
             raise err
         self.img = img
-        h = img.h
+        h = img.hd
         if nv is not None:
             seen = nv.get("image_version", 0)
-            if h["image_version"] < seen:
+            if h[_H_IMAGE_VERSION] < seen:
                 raise ImageError("image version %d is older than version %d already run on this device: rolled "
                                  "back images are refused (compile it again with a higher --image-version)"
-                                 % (h["image_version"], seen))
-            nv["image_version"] = h["image_version"]
-        self.card.erase_block = h["erase_block"]
-        if not F.STAGING <= h["sram_budget"] <= _MAX_ARENA:
-            raise ImageError("malformed header: an SRAM budget of %d bytes" % h["sram_budget"])
-        if self.arena is None or self.arena.size != h["sram_budget"]:
+                                 % (h[_H_IMAGE_VERSION], seen))
+            nv["image_version"] = h[_H_IMAGE_VERSION]
+        self.card.erase_block = h[_H_ERASE_BLOCK]
+        if not _STAGING <= h[_H_SRAM_BUDGET] <= _MAX_ARENA:
+            raise ImageError("malformed header: an SRAM budget of %d bytes" % h[_H_SRAM_BUDGET])
+        if self.arena is None or self.arena.size != h[_H_SRAM_BUDGET]:
             self.arena = None
             _collect()
-            self.arena = Arena(h["sram_budget"])
-        self.arena.claim(STAGING, 0, F.STAGING)
+            self.arena = Arena(h[_H_SRAM_BUDGET])
+        self.arena.claim(STAGING, 0, _STAGING)
         self.mv = self.arena.mv
         self.k = kernels
         self.ctr = ctr or C.EcbCtr().xor
-        self.counters = Counters(self.card, h["counter_block"], self._blk, urandom or _urandom)
+        self.counters = Counters(self.card, h[_H_COUNTER_BLOCK], self._blk, urandom or _urandom)
         if self.counters.seq == 0:
             self.counters.save()
         self.k_spill = img.spill_key(self.counters.card_salt)
@@ -108,17 +128,17 @@ class Runtime:
     def _spill_io(self, write, logical, mv, base, r):
         """Read or write whole blocks at a logical ring position: the ring turns by one erase block per
         inference, so the same row lands on a different erase block each time (wear levelling)."""
-        h = self.img.h
-        size = h["spill_blocks"]
-        per = h["erase_block"] // F.BLOCK
+        h = self.img.hd
+        size = h[_H_SPILL_BLOCKS]
+        per = h[_H_ERASE_BLOCK] // _BLOCK
         pos = (logical + self.n * per) % size
-        n = len(mv) // F.BLOCK
+        n = len(mv) // _BLOCK
         first = min(n, size - pos)
         io = self.card.write if write else self.card.read
         try:
-            io(h["spill_block"] + pos, mv[0:first * F.BLOCK])
+            io(h[_H_SPILL_BLOCK] + pos, mv[0:first * _BLOCK])
             if first < n:
-                io(h["spill_block"], mv[first * F.BLOCK:n * F.BLOCK])
+                io(h[_H_SPILL_BLOCK], mv[first * _BLOCK:n * _BLOCK])
         except CardError as e:
             raise CardError("tensor %d row %d (spill ring): %s" % (base, r, e)) from None
 
@@ -128,24 +148,24 @@ class Runtime:
         t = self.T[base]
         rb = t[4] * t[5]
         blk = self._row_block(base, r)
-        nfull = rb // F.BLOCK
-        tail = rb - nfull * F.BLOCK
+        nfull = rb // _BLOCK
+        tail = rb - nfull * _BLOCK
         st = self.mv
-        nt = (tail + F.TAG_LEN + F.BLOCK - 1) // F.BLOCK
+        nt = (tail + _TAG_LEN + _BLOCK - 1) // _BLOCK
         for _ in range(_REREADS):
             if nfull:
-                self._spill_io(False, blk, dst[off:off + nfull * F.BLOCK], base, r)
-            self._spill_io(False, blk + nfull, st[0:nt * F.BLOCK], base, r)
-            dst[off + nfull * F.BLOCK:off + rb] = st[0:tail]
+                self._spill_io(False, blk, dst[off:off + nfull * _BLOCK], base, r)
+            self._spill_io(False, blk + nfull, st[0:nt * _BLOCK], base, r)
+            dst[off + nfull * _BLOCK:off + rb] = st[0:tail]
             data = dst[off:off + rb]
-            if C.eq(C.spill_tag(self.img.k_mac, self.counters.card_salt, base, self.n, r, data), bytes(st[tail:tail + F.TAG_LEN])):
+            if C.eq(C.spill_tag(self.img.k_mac, self.counters.card_salt, base, self.n, r, data), bytes(st[tail:tail + _TAG_LEN])):
                 break
             self.card.retries += 1
         else:
             raise IntegrityError("tensor %d row %d (spill ring blocks %d..%d) failed its MAC %d times: card error, "
                                  "tampering, or a stale spill" % (base, r, blk, blk + nfull + nt - 1, _REREADS))
         self.ctr(self.k_spill, C.spill_iv(base, self.n, r), data, rb)
-        self.stats["bytes_read"] += rb + F.TAG_LEN
+        self.stats["bytes_read"] += rb + _TAG_LEN
 
     def _write_row(self, base, r, src, off):
         """Encrypt src[off:off+row] in place, tag it, write it to row r's slot on the card."""
@@ -155,18 +175,18 @@ class Runtime:
         data = src[off:off + rb]
         self.ctr(self.k_spill, C.spill_iv(base, self.n, r), data, rb)
         tag = C.spill_tag(self.img.k_mac, self.counters.card_salt, base, self.n, r, data)
-        nfull = rb // F.BLOCK
-        tail = rb - nfull * F.BLOCK
+        nfull = rb // _BLOCK
+        tail = rb - nfull * _BLOCK
         if nfull:
-            self._spill_io(True, blk, src[off:off + nfull * F.BLOCK], base, r)
+            self._spill_io(True, blk, src[off:off + nfull * _BLOCK], base, r)
         st = self.mv
-        nt = (tail + F.TAG_LEN + F.BLOCK - 1) // F.BLOCK
-        st[0:tail] = src[off + nfull * F.BLOCK:off + rb]
-        st[tail:tail + F.TAG_LEN] = tag
-        for i in range(tail + F.TAG_LEN, nt * F.BLOCK):
+        nt = (tail + _TAG_LEN + _BLOCK - 1) // _BLOCK
+        st[0:tail] = src[off + nfull * _BLOCK:off + rb]
+        st[tail:tail + _TAG_LEN] = tag
+        for i in range(tail + _TAG_LEN, nt * _BLOCK):
             st[i] = 0
-        self._spill_io(True, blk + nfull, st[0:nt * F.BLOCK], base, r)
-        self.stats["bytes_written"] += rb + F.TAG_LEN
+        self._spill_io(True, blk + nfull, st[0:nt * _BLOCK], base, r)
+        self.stats["bytes_written"] += rb + _TAG_LEN
 
     def _load_tile(self, i, off, op_index):
         """Tile i into the arena at off: read, CRC (re-read on mismatch: transient), MAC, decrypt."""
@@ -190,14 +210,14 @@ class Runtime:
                 self.card.retries += 1
                 continue
             self.arena.claim(WEIGHTS, off, n)
-            blk = img.h["payload_block"] + toff // F.BLOCK
-            nfull = n // F.BLOCK
-            tail = n - nfull * F.BLOCK
+            blk = img.hd[_H_PAYLOAD_BLOCK] + toff // _BLOCK
+            nfull = n // _BLOCK
+            tail = n - nfull * _BLOCK
             if nfull:
-                self.card.read(blk, mv[off:off + nfull * F.BLOCK])
+                self.card.read(blk, mv[off:off + nfull * _BLOCK])
             if tail:
-                self.card.read(blk + nfull, mv[0:F.BLOCK])
-                mv[off + nfull * F.BLOCK:off + n] = mv[0:tail]
+                self.card.read(blk + nfull, mv[0:_BLOCK])
+                mv[off + nfull * _BLOCK:off + n] = mv[0:tail]
             data = mv[off:off + n]
             # A tampered tile fails every time; a bit flipped on the bus (in the data, or in the tag,
             # which the CRC does not cover) does not: read both again before refusing.
@@ -211,7 +231,7 @@ class Runtime:
         else:
             raise IntegrityError("tile %d (op #%d) %s (%d reads)" % (i, op_index, why, _REREADS))
         self.ctr(img.k_enc, C.tile_iv(i), data, n)
-        self.stats["bytes_read"] += n + F.TILE_SIZE
+        self.stats["bytes_read"] += n + _TILE_SIZE
         return data
 
     # ---- the model's input and output ---------------------------------------------------------
@@ -219,14 +239,14 @@ class Runtime:
         for i, t in enumerate(self.T):
             if t[0] == kind and t[2] == i:
                 return i
-        raise ImageError("the image has no model %s tensor" % ("input" if kind == F.T_INPUT else "output"))
+        raise ImageError("the image has no model %s tensor" % ("input" if kind == _T_INPUT else "output"))
 
     def input_size(self):
-        t = self.T[self._io_tensor(F.T_INPUT)]
+        t = self.T[self._io_tensor(_T_INPUT)]
         return t[3] * t[4] * t[5]
 
     def output_size(self):
-        t = self.T[self._io_tensor(F.T_OUTPUT)]
+        t = self.T[self._io_tensor(_T_OUTPUT)]
         return t[3] * t[4] * t[5]
 
     def set_input(self, data):
@@ -250,16 +270,16 @@ class Runtime:
 
     def write_input_row(self, r, row):
         """Input row r (row bytes of int8) to the card, through the arena (encrypted in place there)."""
-        tid = self._io_tensor(F.T_INPUT)
+        tid = self._io_tensor(_T_INPUT)
         rb = self.T[tid][4] * self.T[tid][5]
-        off = self.arena.claim(INPUT_ROW, F.STAGING, rb)
+        off = self.arena.claim(INPUT_ROW, _STAGING, rb)
         self.mv[off:off + rb] = row
         self._write_row(tid, r, self.mv, off)
         self.arena.release(INPUT_ROW)
 
     def read_output(self, out):
         """Read the int8 output tensor into `out` (a bytearray of output_size() bytes)."""
-        tid = self._io_tensor(F.T_OUTPUT)
+        tid = self._io_tensor(_T_OUTPUT)
         t = self.T[tid]
         rb = t[4] * t[5]
         dst = memoryview(out)
@@ -269,24 +289,24 @@ class Runtime:
 
     def input_rows(self):
         """(rows, bytes per row) of the model input."""
-        t = self.T[self._io_tensor(F.T_INPUT)]
+        t = self.T[self._io_tensor(_T_INPUT)]
         return t[3], t[4] * t[5]
 
     def output_rows(self):
         """(rows, bytes per row) of the model output."""
-        t = self.T[self._io_tensor(F.T_OUTPUT)]
+        t = self.T[self._io_tensor(_T_OUTPUT)]
         return t[3], t[4] * t[5]
 
     def read_output_row(self, r, row):
         """Output row r of the last inference into `row` (a bytearray of the row's bytes)."""
-        self._read_row(self._io_tensor(F.T_OUTPUT), r, memoryview(row), 0)
+        self._read_row(self._io_tensor(_T_OUTPUT), r, memoryview(row), 0)
 
     def read_tensor(self, tid):
         """For tests: the bytes of any tensor right after the op that produced it."""
         t = self.T[tid]
         base = self.T[t[2]]
         n = t[3] * t[4] * t[5]
-        if base[0] == F.T_ARENA:
+        if base[0] == _T_ARENA:
             return bytes(self.mv[base[6]:base[6] + n])
         rb = base[4] * base[5]
         buf = bytearray(base[3] * rb)
@@ -305,7 +325,7 @@ class Runtime:
         i = 0
         while i < n_ops:
             members = [(i, img.op(i))]       # ops are parsed as they run: the table stays as bytes
-            while members[-1][1].flags & F.OPF_CHAIN and i + len(members) < n_ops:
+            while members[-1][1].flags & _OPF_CHAIN and i + len(members) < n_ops:
                 j = i + len(members)
                 members.append((j, img.op(j)))
             j = i + len(members) - 1
@@ -335,9 +355,9 @@ class Runtime:
         t = self.T[tid]
         base = self.T[t[2]]
         rbv = t[4] * t[5]
-        if base[0] == F.T_ARENA:
+        if base[0] == _T_ARENA:
             return base[6] + a * rbv
-        if base[0] == F.T_CHAIN:
+        if base[0] == _T_CHAIN:
             return base[6] + (a - self.chain_start[t[2]]) * rbv
         rbb = base[4] * base[5]
         ra, rz = cover(rbv, rbb, a, b)

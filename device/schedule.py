@@ -3,19 +3,36 @@
 One definition, so the planner's buffer sizes and the device's reads can never disagree.
 """
 
-from . import opdefs as D
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+# Copies of format.py / opdefs.py (private consts take no RAM in a .mpy; tests check they agree)
+_OP_AVGPOOL = const(6)
+_OP_CONV = const(1)
+_OP_DWCONV = const(2)
+_OP_FC = const(3)
+_OP_MAXPOOL = const(5)
+_OP_PAD = const(8)
+_P_DH = const(8)
+_P_KH = const(4)
+_P_SH = const(6)
+
 
 
 def in_rows(kind, p, pad_t, in_h, r0, r1):
     """Input view rows [a, b) that output band rows [r0, r1) of an op need (clipped to the input)."""
-    if kind == D.OP_CONV or kind == D.OP_DWCONV or kind == D.OP_MAXPOOL or kind == D.OP_AVGPOOL:
-        sh = p[D.P_SH]
+    if kind == _OP_CONV or kind == _OP_DWCONV or kind == _OP_MAXPOOL or kind == _OP_AVGPOOL:
+        sh = p[_P_SH]
         a = r0 * sh - pad_t
-        b = (r1 - 1) * sh - pad_t + (p[D.P_KH] - 1) * p[D.P_DH] + 1
-    elif kind == D.OP_PAD:
+        b = (r1 - 1) * sh - pad_t + (p[_P_KH] - 1) * p[_P_DH] + 1
+    elif kind == _OP_PAD:
         a = r0 - pad_t
         b = r1 - pad_t
-    elif kind == D.OP_FC:
+    elif kind == _OP_FC:
         a = 0
         b = in_h
     else:  # elementwise, concatenation, softmax; MEAN's bands run over its input rows

@@ -72,3 +72,36 @@ def test_no_heap_growth_over_20_inferences(digits, key):
     heap = rep["heap_after_collect"]
     assert len(heap) == 20
     assert max(heap[1:]) <= heap[1], heap
+
+
+def test_private_copies_of_format_and_opdefs_agree():
+    """Device modules keep private copies of format.py / opdefs.py constants (a private const takes no RAM
+    in a .mpy, and the run path then never loads those modules): each copy must equal the original."""
+    import importlib
+    import os
+    import re
+
+    from tileswap.device import counters
+    from tileswap.device import format as F
+    from tileswap.device import opdefs as D
+    checked = 0
+    for m in ("image", "runtime", "ops", "schedule", "validate", "counters", "kernels_viper", "arena", "storage",
+              "crypto", "app"):
+        path = "device/%s.py" % m
+        src = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), path)).read()
+        for name, value in re.findall(r"^_([A-Z][A-Z0-9_]*) = (.+)$", src, re.M):
+            for ref in (F, D):
+                if hasattr(ref, name):
+                    if m == "kernels_viper":       # MicroPython-only module: compare the literal
+                        got = eval(value.replace("const", ""))
+                    else:
+                        got = getattr(importlib.import_module("tileswap.device." + m), "_" + name)
+                    assert got == getattr(ref, name), (m, name)
+                    checked += 1
+            if name.startswith("H_"):           # header field indices
+                field = name[2:].lower()
+                got = getattr(importlib.import_module("tileswap.device." + m), "_" + name)
+                assert F.HDR_FIELDS[got] == field, (m, name)
+                checked += 1
+    assert checked > 100
+    assert counters.FIELDS == F.CTR_FIELDS[2:10]     # Counters.save packs them in this order

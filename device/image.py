@@ -1,13 +1,13 @@
 """Read and verify a tile image on the card: header, key, metadata, then tiles on demand.
 
 Everything is checked at load time (magic, version, sizes, key, header and metadata MACs) so the tile
-loop can trust the tables; each tile is checked again (CRC, then MAC) when it is read.
+loop can trust the tables; each tile is checked again (CRC, then MAC) when it is read. The load-time
+code is in validate.py, which a runtime on MicroPython frees once the image is open.
 """
 
-import binascii
 import struct
 
-from . import CardError, ImageError, IntegrityError, KeyMismatch
+from . import ImageError, IntegrityError
 from . import crypto as C
 
 try:
@@ -81,47 +81,8 @@ class Image:
 
         verify=False (host tools that only list the plan) skips the key and MAC checks; such an
         Image cannot read tiles (it has no keys)."""
-        self.card = card
-        card.read(0, block)
-        h = block
-        if bytes(h[0:4]) != _MAGIC:
-            raise ImageError("not a tileswap image (magic %r, expected %r): pass a .tsi made by `tileswap compile`"
-                             % (bytes(h[0:4]), _MAGIC))
-        hd = struct.unpack_from(_HDR_FMT, h)
-        if hd[_H_VERSION] != _VERSION:
-            raise ImageError("image format version %d is not supported (this runtime reads version %d): "
-                             "recompile the model with this tileswap" % (hd[_H_VERSION], _VERSION))
-        if hd[_H_HEADER_LEN] != _BLOCK or hd[_H_META_BLOCK] != 1:
-            raise ImageError("malformed header (header_len %d, meta_block %d)" % (hd[_H_HEADER_LEN], hd[_H_META_BLOCK]))
-        self.hd = hd                # the header as a tuple (format.HDR_FIELDS order); .h names it
-        mblocks = (hd[_H_META_LEN] + _BLOCK - 1) // _BLOCK
-        per = hd[_H_ERASE_BLOCK] // _BLOCK
-        if (hd[_H_PAYLOAD_BLOCK] < 1 + mblocks or hd[_H_SPILL_BLOCK] < hd[_H_PAYLOAD_BLOCK] + hd[_H_PAYLOAD_BLOCKS]
-                or per < 1 or hd[_H_SPILL_BLOCK] % per or hd[_H_SPILL_BLOCKS] % per
-                or hd[_H_COUNTER_BLOCK] != hd[_H_SPILL_BLOCK] + hd[_H_SPILL_BLOCKS]
-                or hd[_H_TOTAL_BLOCKS] != hd[_H_COUNTER_BLOCK] + hd[_H_COUNTER_BLOCKS] or hd[_H_COUNTER_BLOCKS] < 2
-                or hd[_H_N_TILES] * _TILE_SIZE > hd[_H_META_LEN]):
-            raise ImageError("malformed header: region sizes are inconsistent")
-        if hd[_H_TOTAL_BLOCKS] > card.nblocks:
-            raise CardError("the card has %d blocks but the image needs %d: the image is truncated or the card is "
-                            "too small" % (card.nblocks, hd[_H_TOTAL_BLOCKS]))
-        self.image_id = bytes(hd[_H_IMAGE_ID])
-        self.verified = verify
-        if not verify:
-            self.k_mac = None
-            self._load_meta(block, None)
-            return
-        if master_key is None:
-            raise KeyMismatch("the image is encrypted: a key is needed (--key KEYFILE or TILESWAP_KEY)")
-        if not C.eq(C.key_check(master_key, self.image_id), bytes(h[_HDR_KCV:_HDR_KCV + 8])):
-            raise KeyMismatch("wrong key: this image was compiled with another key")
-        self.k_enc = C.derive(master_key, b"tileswap/enc", self.image_id)
-        self.k_mac = C.derive(master_key, b"tileswap/mac", self.image_id)
-        self._master = master_key
-        if not C.eq(C.hmac_sha256(self.k_mac, b"H", bytes(h[:_HDR_MAC])), bytes(h[_HDR_MAC:_HDR_END])):
-            raise IntegrityError("the image header failed its MAC: it was modified after compiling")
-        meta_mac = bytes(h[_HDR_META_MAC:_HDR_MAC])
-        self._load_meta(block, meta_mac)
+        from . import validate        # the load-time code: freed again after a runtime's load (validate.forget)
+        validate.load(self, card, master_key, block, verify)
 
     @property
     def h(self):
@@ -131,60 +92,6 @@ class Image:
 
     def spill_key(self, card_salt):
         return C.derive(self._master, b"tileswap/spill", self.image_id, card_salt)
-
-    def _load_meta(self, block, meta_mac):
-        hd = self.hd
-        n = hd[_H_META_LEN]
-        nt = hd[_H_N_TENSORS]
-        self.tiles_off = n - hd[_H_N_TILES] * _TILE_SIZE
-        t_end = nt * _T_SIZE
-        most = t_end + hd[_H_N_OPS] * (_OP_SIZE + 4 * _N_BUFS + 4 * _MAX_P) + _BLOCK
-        if nt > 0xFFFF or hd[_H_N_OPS] > 0xFFFF or not 0 <= self.tiles_off <= most:
-            raise ImageError("malformed header: %d tensors, %d ops and %d tiles do not fit %d bytes of tables"
-                             % (nt, hd[_H_N_OPS], hd[_H_N_TILES], n))
-        if t_end > self.tiles_off:
-            raise ImageError("malformed tables: %d tensor records do not fit" % nt)
-        # Only the op records stay in memory as bytes (parsed one op at a time when it runs); the tensor
-        # records are parsed as they stream past (32 bytes each, 16 to a block); tiles are read on demand.
-        self._ops = head = bytearray(self.tiles_off - t_end)
-        self.tensors = T = []
-        mac = C.Hmac(self.k_mac or b"", b"M")
-        crc = 0
-        pos = 0
-        blk = hd[_H_META_BLOCK]
-        while pos < n:
-            self.card.read(blk, block)
-            m = min(_BLOCK, n - pos)
-            chunk = block[:m]
-            crc = binascii.crc32(chunk, crc)
-            mac.update(chunk)
-            for o in range(0, min(m, t_end - pos), _T_SIZE):
-                T.append(struct.unpack_from(_T_FMT, chunk, o))
-            a = max(pos, t_end)
-            b = min(pos + m, self.tiles_off)
-            if a < b:
-                head[a - t_end:b - t_end] = chunk[a - pos:b - pos]
-            pos += m
-            blk += 1
-        if crc & 0xFFFFFFFF != hd[_H_META_CRC]:
-            raise IntegrityError("the image's op and tile tables failed their CRC (card error or damaged file)")
-        if meta_mac is not None and not C.eq(mac.digest(), meta_mac):
-            raise IntegrityError("the image's op and tile tables failed their MAC: they were modified")
-        self.op_offs = offs = array("I", range(hd[_H_N_OPS]))
-        off = 0
-        for i in range(hd[_H_N_OPS]):
-            if off + _OP_SIZE + 4 * _N_BUFS > len(head):
-                raise ImageError("malformed tables: op #%d runs past the op table" % i)
-            offs[i] = off
-            k = head[off + 2]
-            if head[off + 1] > 4 or k > _MAX_P or off + _OP_SIZE + 4 * _N_BUFS + 4 * k > len(head):
-                raise ImageError("malformed tables: op #%d has %d inputs and %d parameters" % (i, head[off + 1], k))
-            op = self.op(i)
-            off += _OP_SIZE + 4 * _N_BUFS + 4 * k
-            if op.out >= nt or any(t >= nt for t in op.ins):
-                raise ImageError("op #%d refers to a tensor that does not exist" % i)
-        from .validate import check_tables
-        check_tables(self)
 
     def op(self, i):
         """Op i of the schedule, parsed from the (verified) op table; a new object each call."""

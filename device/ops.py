@@ -71,7 +71,7 @@ class _State:
                 rt.mv[j] = 0
             self.acc = rt.mv[off:off + 4 * self.cout]
         if op.kind == _OP_PAD:
-            self.fill = bytes([op.p[_PP_ZP] & 0xFF]) * self.orb
+            self.fill = op.p[_PP_ZP] & 0xFF      # written in place: no row-sized fill buffer
 
     def height(self, rt):
         """Rows the op's bands run over."""
@@ -281,9 +281,21 @@ def _pad(rt, op, o_off, in_off, rows, r0, r1, fill):
         d = o_off + (y - r0) * orb
         iy = y - op.pad_t
         if a <= iy < b:
-            mv[d:d + left] = fill[:left]
+            _fill(mv, d, left, fill)
             s = in_off + (iy - a) * irb
             mv[d + left:d + left + irb] = mv[s:s + irb]
-            mv[d + left + irb:d + orb] = fill[:orb - left - irb]
+            _fill(mv, d + left + irb, orb - left - irb, fill)
         else:
-            mv[d:d + orb] = fill
+            _fill(mv, d, orb, fill)
+
+
+def _fill(mv, d, n, v):
+    """mv[d:d+n] = v, by doubling copies inside the arena (log2(n) slice copies, no n-byte buffer)."""
+    if n <= 0:
+        return
+    mv[d] = v
+    k = 1
+    while k < n:
+        m = k if k < n - k else n - k
+        mv[d + k:d + k + m] = mv[d:d + m]
+        k += m

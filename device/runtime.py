@@ -51,8 +51,8 @@ _T_INPUT = const(2)
 _T_OUTPUT = const(3)
 
 
-_REREADS = 5        # reads of data that failed its CRC or tag before it counts as bad, not transient
-_LOADS = 8          # loads of the header and tables (a few KB: at a high bit-flip rate, often hit)
+_REREADS = const(5)  # reads of data that failed its CRC or tag before it counts as bad, not transient
+_LOADS = const(8)    # loads of the header and tables (a few KB: at a high bit-flip rate, often hit)
 _BUDGET_AT = const(4 + 2 + 2 + 4 + 16 + 32)   # sram_budget's offset in the header (format.HDR_FMT)
 _MAX_ARENA = const(1 << 24)
 # Compacting before the arena matters on a board's small heap; in CPython it only costs time.
@@ -89,6 +89,8 @@ class Runtime:
         else:
             raise err
         self.img = img
+        from . import validate
+        validate.forget()              # the load-time code is not needed again: free it (MicroPython)
         h = img.hd
         if nv is not None:
             seen = nv.get("image_version", 0)

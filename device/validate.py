@@ -1,10 +1,17 @@
-"""Load-time checks of an image's tensor and op tables, so the tile loop can trust them.
+"""Load-time checks of an image: header, key, header and metadata MACs (`load`, the body of
+Image.__init__), then the tensor and op tables (`check_tables`), so the tile loop can trust them. Only
+needed while an image is opened: a runtime on MicroPython drops this module afterwards (`forget`).
 
 The MACs prove who wrote the tables, not that they are sane: an image from a buggy tool or a malicious
 key holder must still fail here, with an ImageError naming the record, and never deep in the tile loop.
 """
 
-from . import ImageError
+import binascii
+import struct
+from array import array
+
+from . import CardError, ImageError, IntegrityError, KeyMismatch
+from . import crypto as C
 
 try:
     from micropython import const
@@ -16,7 +23,37 @@ except ImportError:  # CPython
 _H_SRAM_BUDGET = const(6)
 _H_SPILL_BLOCKS = const(13)
 _H_N_TILES = const(19)
+_H_VERSION = const(1)
+_H_HEADER_LEN = const(2)
+_H_IMAGE_ID = const(4)
+_H_ERASE_BLOCK = const(7)
+_H_META_BLOCK = const(8)
+_H_META_LEN = const(9)
+_H_PAYLOAD_BLOCK = const(10)
+_H_PAYLOAD_BLOCKS = const(11)
+_H_SPILL_BLOCK = const(12)
+_H_COUNTER_BLOCK = const(14)
+_H_COUNTER_BLOCKS = const(15)
+_H_TOTAL_BLOCKS = const(16)
+_H_N_TENSORS = const(17)
+_H_N_OPS = const(18)
+_H_META_CRC = const(20)
 # Copies of format.py / opdefs.py (private consts take no RAM in a .mpy; tests check they agree)
+_HDR_END = const(228)
+_HDR_FMT = '<4sHHI16s32sIIIIIIIIIIIIIIIfifiBBHIIII'
+_HDR_KCV = const(156)
+_HDR_MAC = const(196)
+_HDR_META_MAC = const(164)
+_MAGIC = b'TSWP'
+_MAX_P = const(64)
+_N_BUFS = const(7)
+_OP_FMT = '<BBBBHHHHHHHHHHIIIIQ'
+_OP_SIZE = const(48)
+_TILE_FMT = '<IIII'
+_TILE_SIZE = const(64)
+_T_FMT = '<BBHIIIIIIi'
+_T_SIZE = const(32)
+_VERSION = const(1)
 _BLOCK = const(512)
 _TAG_LEN = const(32)
 _OP_ADD = const(4)
@@ -107,3 +144,115 @@ def check_tables(img):
             p = op.p
             if min(p[_P_KH], p[_P_KW], p[_P_SH], p[_P_SW], p[_P_DH], p[_P_DW], p[_P_DM]) < 1:
                 raise ImageError("op #%d: window, stride or dilation below 1" % i)
+
+
+def load(self, card, master_key, block, verify):
+    """Image.__init__: verify the header, the key and the tables, then parse the tables into `self`."""
+    self.card = card
+    card.read(0, block)
+    h = block
+    if bytes(h[0:4]) != _MAGIC:
+        raise ImageError("not a tileswap image (magic %r, expected %r): pass a .tsi made by `tileswap compile`"
+                         % (bytes(h[0:4]), _MAGIC))
+    hd = struct.unpack_from(_HDR_FMT, h)
+    if hd[_H_VERSION] != _VERSION:
+        raise ImageError("image format version %d is not supported (this runtime reads version %d): "
+                         "recompile the model with this tileswap" % (hd[_H_VERSION], _VERSION))
+    if hd[_H_HEADER_LEN] != _BLOCK or hd[_H_META_BLOCK] != 1:
+        raise ImageError("malformed header (header_len %d, meta_block %d)" % (hd[_H_HEADER_LEN], hd[_H_META_BLOCK]))
+    self.hd = hd                # the header as a tuple (format.HDR_FIELDS order); .h names it
+    mblocks = (hd[_H_META_LEN] + _BLOCK - 1) // _BLOCK
+    per = hd[_H_ERASE_BLOCK] // _BLOCK
+    if (hd[_H_PAYLOAD_BLOCK] < 1 + mblocks or hd[_H_SPILL_BLOCK] < hd[_H_PAYLOAD_BLOCK] + hd[_H_PAYLOAD_BLOCKS]
+            or per < 1 or hd[_H_SPILL_BLOCK] % per or hd[_H_SPILL_BLOCKS] % per
+            or hd[_H_COUNTER_BLOCK] != hd[_H_SPILL_BLOCK] + hd[_H_SPILL_BLOCKS]
+            or hd[_H_TOTAL_BLOCKS] != hd[_H_COUNTER_BLOCK] + hd[_H_COUNTER_BLOCKS] or hd[_H_COUNTER_BLOCKS] < 2
+            or hd[_H_N_TILES] * _TILE_SIZE > hd[_H_META_LEN]):
+        raise ImageError("malformed header: region sizes are inconsistent")
+    if hd[_H_TOTAL_BLOCKS] > card.nblocks:
+        raise CardError("the card has %d blocks but the image needs %d: the image is truncated or the card is "
+                        "too small" % (card.nblocks, hd[_H_TOTAL_BLOCKS]))
+    self.image_id = bytes(hd[_H_IMAGE_ID])
+    self.verified = verify
+    if not verify:
+        self.k_mac = None
+        _load_meta(self, block, None)
+        return
+    if master_key is None:
+        raise KeyMismatch("the image is encrypted: a key is needed (--key KEYFILE or TILESWAP_KEY)")
+    if not C.eq(C.key_check(master_key, self.image_id), bytes(h[_HDR_KCV:_HDR_KCV + 8])):
+        raise KeyMismatch("wrong key: this image was compiled with another key")
+    self.k_enc = C.derive(master_key, b"tileswap/enc", self.image_id)
+    self.k_mac = C.derive(master_key, b"tileswap/mac", self.image_id)
+    self._master = master_key
+    if not C.eq(C.hmac_sha256(self.k_mac, b"H", bytes(h[:_HDR_MAC])), bytes(h[_HDR_MAC:_HDR_END])):
+        raise IntegrityError("the image header failed its MAC: it was modified after compiling")
+    meta_mac = bytes(h[_HDR_META_MAC:_HDR_MAC])
+    _load_meta(self, block, meta_mac)
+
+
+def _load_meta(self, block, meta_mac):
+    hd = self.hd
+    n = hd[_H_META_LEN]
+    nt = hd[_H_N_TENSORS]
+    self.tiles_off = n - hd[_H_N_TILES] * _TILE_SIZE
+    t_end = nt * _T_SIZE
+    most = t_end + hd[_H_N_OPS] * (_OP_SIZE + 4 * _N_BUFS + 4 * _MAX_P) + _BLOCK
+    if nt > 0xFFFF or hd[_H_N_OPS] > 0xFFFF or not 0 <= self.tiles_off <= most:
+        raise ImageError("malformed header: %d tensors, %d ops and %d tiles do not fit %d bytes of tables"
+                         % (nt, hd[_H_N_OPS], hd[_H_N_TILES], n))
+    if t_end > self.tiles_off:
+        raise ImageError("malformed tables: %d tensor records do not fit" % nt)
+    # Only the op records stay in memory as bytes (parsed one op at a time when it runs); the tensor
+    # records are parsed as they stream past (32 bytes each, 16 to a block); tiles are read on demand.
+    self._ops = head = bytearray(self.tiles_off - t_end)
+    self.tensors = T = []
+    mac = C.Hmac(self.k_mac or b"", b"M")
+    crc = 0
+    pos = 0
+    blk = hd[_H_META_BLOCK]
+    while pos < n:
+        self.card.read(blk, block)
+        m = min(_BLOCK, n - pos)
+        chunk = block[:m]
+        crc = binascii.crc32(chunk, crc)
+        mac.update(chunk)
+        for o in range(0, min(m, t_end - pos), _T_SIZE):
+            T.append(struct.unpack_from(_T_FMT, chunk, o))
+        a = max(pos, t_end)
+        b = min(pos + m, self.tiles_off)
+        if a < b:
+            head[a - t_end:b - t_end] = chunk[a - pos:b - pos]
+        pos += m
+        blk += 1
+    if crc & 0xFFFFFFFF != hd[_H_META_CRC]:
+        raise IntegrityError("the image's op and tile tables failed their CRC (card error or damaged file)")
+    if meta_mac is not None and not C.eq(mac.digest(), meta_mac):
+        raise IntegrityError("the image's op and tile tables failed their MAC: they were modified")
+    self.op_offs = offs = array("I", range(hd[_H_N_OPS]))
+    off = 0
+    for i in range(hd[_H_N_OPS]):
+        if off + _OP_SIZE + 4 * _N_BUFS > len(head):
+            raise ImageError("malformed tables: op #%d runs past the op table" % i)
+        offs[i] = off
+        k = head[off + 2]
+        if head[off + 1] > 4 or k > _MAX_P or off + _OP_SIZE + 4 * _N_BUFS + 4 * k > len(head):
+            raise ImageError("malformed tables: op #%d has %d inputs and %d parameters" % (i, head[off + 1], k))
+        op = self.op(i)
+        off += _OP_SIZE + 4 * _N_BUFS + 4 * k
+        if op.out >= nt or any(t >= nt for t in op.ins):
+            raise ImageError("op #%d refers to a tensor that does not exist" % i)
+    check_tables(self)
+
+
+def forget():
+    """MicroPython: drop this module (load-time code only) so its code is freed once an image is open.
+    CPython keeps it (host tools open images again and again)."""
+    import sys
+    if sys.implementation.name != "micropython":
+        return
+    pkg = __name__.rpartition(".")[0]
+    sys.modules.pop(__name__, None)
+    p = sys.modules.get(pkg)
+    if p is not None and "validate" in dir(p):
+        delattr(p, "validate")

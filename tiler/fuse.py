@@ -6,13 +6,18 @@ earlier op must produce follow backwards from the band arithmetic (device/schedu
 rows that neighbouring bands share are recomputed instead of stored. A large early feature map then
 costs a few rows of SRAM and no card I/O, at the price of the recomputed MACs.
 
-Which links to fuse (greedy, not optimal): a link op_i -> op_i+1 is a candidate when op_i's output is
-read only by op_i+1, is no model output and has no RESHAPE views, both ops are row-band ops, and the
+Which links to fuse (not optimal): a link op_i -> op_i+1 is a candidate when op_i's output is read
+only by op_i+1, is no model output and has no RESHAPE views, both ops are row-band ops, and the
 tensor is large next to the budget (more than a quarter of it: smaller ones usually stay resident).
-Chains are cut where the spilled tensor is smallest: dynamic programming over the ops minimises the
-bytes of the broken links' tensors, over segments that fit the budget alone with one-row bands and
-every member's weights resident (one channel group each). Residents and band sizes are then planned
-around the chains by tiler/plan.py; the cut cost does not know them, so the result is not optimal.
+Chains are cut by dynamic programming over the ops: every segment (one op, or a chain of up to
+_MAX_CHAIN ops that fits the budget alone) costs the bytes it moves when tiled - weight re-reads
+per band, halo re-reads, a split convolution's input fetched per group, the spill of each broken
+link - and the cuts minimise the sum. The segment costs assume the tensors outside a segment are
+resident when they take at most half the budget and spilled otherwise, and know nothing of skip
+connections live across the segment; residents and band sizes are then planned around the chains
+by tiler/plan.py, so the cut is optimal only for that estimate.
+Within a chain, every channel split k (1, 2, 3, ..., 32 groups for split pairs) is tried with the
+largest band that fits, and the one moving fewest bytes is kept.
 """
 
 from ..device import format as F
@@ -29,7 +34,7 @@ def _al(n):
     return (n + 7) // 8 * 8
 
 
-def find_chains(plan, budget, tile_chain):
+def find_chains(plan, budget, tile_chain, tile_op):
     """Lists of op indices, each a chain of two or more ops."""
     L = plan.L
     uses = {}
@@ -47,18 +52,46 @@ def find_chains(plan, budget, tile_chain):
         return (op.kind in _BANDABLE and nxt.kind in _BANDABLE and t.base == t.id and views[t.id] == 1
                 and t.id != outb and uses.get(t.id) == [i + 1] and t.nbytes * 4 > budget)
 
-    # Where to break: dynamic programming over the op sequence. Breaking link i spills op i's output
-    # (written once, read back once) unless it is small enough to stay resident; a segment j..i is
-    # allowed when all its links are candidates and the chain fits the budget alone.
+    # Where to break: dynamic programming over the op sequence, minimising the bytes every segment
+    # moves when it is tiled (a chain, or one op on its own): weight re-reads per band, halo re-reads,
+    # a split convolution's input fetched per group, and the spill of a broken link (its producer
+    # writes it, its consumer reads it back). Tensors outside the segment are assumed resident when
+    # they take at most half the budget (their bytes are then not available to the segment), spilled
+    # otherwise; skip connections live across a segment are not known yet. A segment j..i is allowed
+    # when all its links are candidates and it fits the budget alone.
     n = len(L.ops)
     links = [link(i) for i in range(n - 1)] + [False]
+    kind0 = dict(plan.kind)
 
-    def brk(i):
-        t = L.tensors[L.ops[i].out]
-        return 2 * t.nbytes if links[i] and t.nbytes * 2 > budget else 0
+    def cost(j, i, resident=True):
+        """Bytes moved by ops j..i-1 tiled together (None if they do not fit). Where they only fit
+        with every outside tensor spilled, that is the cost (the planner will spill them)."""
+        idxs = list(range(j, i))
+        inner = {L.ops[m].out for m in idxs[:-1]}
+        ext = {L.tensors[t].base for m in idxs for t in L.ops[m].ins if t not in inner}
+        ext.add(L.tensors[L.ops[i - 1].out].base)
+        avail = budget - F.STAGING
+        for b in ext:
+            if resident and kind0[b] == F.T_SPILL and L.tensors[b].nbytes * 2 <= budget:
+                plan.kind[b] = F.T_ARENA
+                avail -= _al(L.tensors[b].nbytes)
+        try:
+            if avail < 0:
+                return cost(j, i, False) if resident else None
+            if len(idxs) > 1:
+                members = tile_chain(plan, idxs, avail)
+            else:
+                got = tile_op(plan, L.ops[j], avail, exact=True)
+                members = [got[1]] if got else None
+            if members is None and resident:
+                plan.kind.update(kind0)
+                return cost(j, i, False)
+            return sum(m.read + m.written for m in members) if members else None
+        finally:
+            plan.kind.update(kind0)
 
-    inf = float("inf")
-    best = [inf] * (n + 1)      # best[i]: cost of ops 0..i-1, a segment ending at op i-1
+    big = float(1 << 60)        # an op that fits nowhere: the planner names it later
+    best = [None] * (n + 1)     # best[i]: cost of ops 0..i-1, a segment ending at op i-1
     back = [0] * (n + 1)
     best[0] = 0
     for i in range(1, n + 1):
@@ -66,9 +99,15 @@ def find_chains(plan, budget, tile_chain):
             if j < i - 1 and not links[j]:
                 break
             if i - j > 1 and tile_chain(plan, list(range(j, i)), budget - F.STAGING, probe=True) is None:
-                break       # a longer segment only needs more SRAM
-            c = best[j] + (brk(j - 1) if j > 0 else 0)
-            if c < best[i]:
+                continue    # a longer segment may fit where this one does not: a convolution added in
+                            # front of a depthwise makes a split pair, whose wide tensor is never whole
+            c = cost(j, i)
+            if c is None:
+                if i - j > 1:
+                    continue
+                c = big
+            c += best[j]
+            if best[i] is None or c < best[i]:
                 best[i], back[i] = c, j
     chains = []
     i = n
@@ -125,12 +164,26 @@ def tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=False):
     H = L.tensors[ops[-1].out].h
     cands = [1] if probe else sorted({-(-H // k) for k in range(1, H + 1)}, reverse=True)
     can_split = any(_splittable(ops, j) for j in range(len(ops)))
+    best = None
     for k in ([1] + ([2, 3, 4, 6, 8, 12, 16, 24, 32] if can_split else [])):
-        for r in cands:
-            members = _members(plan, idxs, ops, r, k, payload_len, OpPlan)
+        # For this k the largest band that fits moves least (fewer weight and halo re-reads); the
+        # scratch grows with the band, so bisect over the candidates (largest first).
+        lo, hi, got = 0, len(cands), None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            members = _members(plan, idxs, ops, cands[mid], k, payload_len, OpPlan)
             if sum(m.scratch for m in members) <= avail:
-                return members
-    return None
+                hi, got = mid, members
+            else:
+                lo = mid + 1
+        if got is None:
+            continue
+        if probe:
+            return got
+        cost = (sum(m.read + m.written for m in got), sum(m.tiles for m in got))
+        if best is None or cost < best[0]:
+            best = (cost, got)
+    return best[1] if best else None
 
 
 def _members(plan, idxs, ops, r, k, payload_len, OpPlan):

@@ -225,7 +225,7 @@ def plan_model(L, budget, *, _search=True, progress=None):
     # run inside a fused chain (tiler/fuse.py), whose intermediates never exist at full size.
     need = [(STAGING + min_scratch(plan, op), i) for i, op in enumerate(L.ops)]
     plan.min_sram = max(need)[0] if need else STAGING
-    plan.chains = fuse.find_chains(plan, budget, _tile_chain)
+    plan.chains = fuse.find_chains(plan, budget, _tile_chain, _tile_op)
     chained = {i for c in plan.chains for i in c}
     for n, i in sorted(need, reverse=True):
         if n > budget and i not in chained:

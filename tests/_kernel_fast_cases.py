@@ -53,6 +53,63 @@ def conv_case(rng, *, in_w, in_c, out_w, g, kh, kw, sh=1, sw=1, dh=1, dw=1, pad_
     return _call("conv_s8", off + oh * out_w * out_c + 2, rng, p, off, inp, off, in_h, y0, oh, pay, g)
 
 
+def smmlar_case(rng, *, in_w, in_c, out_w, g, kh, kw, in_h, y0, oh, pad_l=0, fused=None, sat=False, over=False,
+                out_c=None):
+    """A convolution for Cortex-M's fused SMMLAR requantization (ts_conv.c: fused_ok) at its limits: shifts
+    -1 and -21, multipliers 0, 2**30 (every other output a rounding tie), 2**31 - 1; biases at +-(2**30 - 1 -
+    K * 128 * 255), with `sat` all inputs at x - in_zp = 255 and weights -128 or 127 so that accumulators
+    reach +-(2**30 - 1). `over`: one channel just past a limit (bias + 1, or shift -22), so the tile takes the
+    separate requantization."""
+    out_c = out_c or g
+    taps = kh * kw * in_c
+    lim = (1 << 30) - 1 - taps * 128 * 255
+    in_zp = -128 if sat else int(rng.integers(-128, 128))
+    p = quant.conv_params(in_w=in_w, in_c=in_c, out_w=out_w, out_c=out_c, kh=kh, kw=kw, pad_l=pad_l, in_zp=in_zp,
+                          out_zp=int(rng.integers(-128, 128)), out_scale=1.0)
+    lo = int(rng.integers(-128, 40)) if fused is None else fused[0]
+    p[13], p[14] = lo, (int(rng.integers(lo, 128)) if fused is None else fused[1])
+    off = 1
+    if sat:
+        inp = np.full(off + in_h * in_w * in_c + 2, 127, np.int8).tobytes()
+        wts = np.repeat(np.resize(np.array([-128, 127, -128, 127, 5], np.int8), g), taps)
+        bias = np.resize([-lim, lim, lim, -lim, 0], g)
+    else:
+        inp = rng.integers(-128, 128, off + in_h * in_w * in_c + 2, dtype=np.int8).tobytes()
+        wts = rng.integers(-128, 128, g * taps, dtype=np.int8)
+        bias = np.resize([lim, -lim, 5, -3, 12345, -99999], g)
+    shift = np.resize([-1, -21, -2, -13, -1, -8, -5], g)
+    mult = np.resize([1 << 30, (1 << 31) - 1, 0, 1518500250, 1 << 30, (1 << 30) + 1, 1 << 30], g)
+    if over:
+        if over == "shift":
+            shift[-1] = -22
+        else:
+            bias[-1] = lim + 1
+    pay = quant.pack_weights_payload(wts, bias, mult, shift)
+    return _call("conv_s8", off + oh * out_w * out_c + 2, rng, p, off, inp, off, in_h, y0, oh, pay, g)
+
+
+def requant_sweep_case(rng, fused, *, g=63, zp=0):
+    """A 1x1 convolution whose accumulators are set by hand (weights (w, 0, 0, 0), 256 pixels x0 = -128 ..
+    127, in_zp 0: acc = bias + w * x0; output zero point zp) around the rounding ties of every right shift 1 .. 21 (multiplier
+    2**30: SRDHM halves exactly) on both sides of zero, plus other multipliers; for the fused SMMLAR
+    requantization on Cortex-M (ts_conv.c: fused_ok), with the clamp `fused`."""
+    p = quant.conv_params(in_w=16, in_c=4, out_w=16, out_c=g + 1, kh=1, kw=1, pad_l=0, in_zp=0,
+                          out_zp=zp, out_scale=1.0)
+    p[13], p[14] = fused
+    inp = np.repeat(np.arange(-128, 128, dtype=np.int8), 4).tobytes()
+    wts = np.zeros((g, 4), np.int8)
+    bias, mult, shift = np.zeros(g, np.int64), np.zeros(g, np.int64), np.zeros(g, np.int64)
+    for k in range(g):
+        rs = 1 + k % 21
+        q = int(rng.integers(-40, 40))
+        wts[k, 0] = (1, -1, 1, 3)[k % 4]
+        shift[k] = -rs
+        mult[k] = (1 << 30) if k % 3 else int(rng.integers(1 << 30, 1 << 31))
+        bias[k] = 2 * (q * (1 << rs) + (1 << (rs - 1)))     # h = bias / 2 + ... sits on a tie at x0 = 0
+    pay = quant.pack_weights_payload(wts, bias, mult, shift)
+    return _call("conv_s8", 256 * (g + 1) + 1, rng, p, 0, inp, 0, 16, 0, 16, pay, g)
+
+
 def dwconv_case(rng, *, in_w, in_c, out_w, kh, kw, c0=0, g=None, dm=1, sh=1, sw=1, dh=1, dw=1, pad_l=0, in_h, y0,
                 oh, off=2, odd_requant=False, extreme=False):
     g = g or in_c * dm - c0
@@ -149,6 +206,30 @@ def edge_cases(seed=11):
                                                        y0=-1, oh=5, extreme="down"), False))
     c.append(("conv full-range clamps", conv_case(rng, in_w=4, in_c=16, out_w=4, g=8, kh=1, kw=1, in_h=2, y0=0, oh=2,
                                                     fused=(-128, 127)), False))
+    # Cortex-M's fused SMMLAR requantization (ts_conv.c: fused_ok): each clamp kind, odd channels and pixels,
+    # filters not a multiple of 4 (the C loop), longer than the column, and just outside its limits.
+    for fused in ((-128, 127), (-128, 20), (-50, 127), (-100, 90), None):
+        for sat in (False, True):
+            c.append((f"smmlar 1x1 {fused} sat={sat}", smmlar_case(rng, in_w=5, in_c=24, out_w=5, g=13, kh=1, kw=1,
+                                                                   in_h=3, y0=0, oh=3, fused=fused, sat=sat,
+                                                                   out_c=15), False))
+    c.append(("smmlar 3x3 padded, 2 channels", smmlar_case(rng, in_w=5, in_c=8, out_w=5, g=2, kh=3, kw=3, pad_l=1,
+                                                          in_h=5, y0=-1, oh=5), False))
+    c.append(("smmlar 1 channel, 1 pixel", smmlar_case(rng, in_w=1, in_c=16, out_w=1, g=1, kh=1, kw=1, in_h=1, y0=0,
+                                                      oh=1), False))
+    c.append(("smmlar K=27 (C loop)", smmlar_case(rng, in_w=6, in_c=3, out_w=6, g=10, kh=3, kw=3, pad_l=1, in_h=6,
+                                                 y0=-1, oh=3, sat=True), False))
+    c.append(("smmlar 1x1 K=6 (C loop)", smmlar_case(rng, in_w=4, in_c=6, out_w=4, g=7, kh=1, kw=1, in_h=2, y0=0,
+                                                    oh=2), False))
+    c.append(("smmlar K=576 in pieces", smmlar_case(rng, in_w=4, in_c=64, out_w=4, g=71, kh=3, kw=3, pad_l=1, in_h=4,
+                                                   y0=-1, oh=3, sat=True), False))
+    c.append(("smmlar K=576 in pieces, random", smmlar_case(rng, in_w=4, in_c=64, out_w=4, g=9, kh=3, kw=3, pad_l=1,
+                                                           in_h=4, y0=-1, oh=3, fused=(-128, 0)), False))
+    for fused, zp in (((-128, 127), 0), ((-128, 3), 0), ((-7, 127), 0), ((-60, 50), 0), ((-128, 127), 50)):
+        c.append((f"smmlar rounding ties {fused} zp {zp}", requant_sweep_case(rng, fused, zp=zp), False))
+    for over in ("shift", "bias"):
+        c.append((f"smmlar limit: {over}", smmlar_case(rng, in_w=4, in_c=16, out_w=4, g=6, kh=1, kw=1, in_h=2, y0=0,
+                                                       oh=2, sat=True, over=over), False))
     # DEPTHWISE_CONV_2D: 3x3 windows (full and clipped), channels in blocks of 4 / 16 with leftovers, windows
     # entirely in the padding (no taps), a window of more taps than the fast kernel lists, dm > 1.
     c.append(("dw 3x3 19 channels", dwconv_case(rng, in_w=6, in_c=19, out_w=6, kh=3, kw=3, pad_l=1, in_h=6, y0=-1,

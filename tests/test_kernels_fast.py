@@ -89,3 +89,28 @@ def test_vectors_on_a_host_build(cflags, tmp_path):
     exe = cortexm.build_host(str(tmp_path), cflags=cflags)
     failures = cortexm.check(exe, records, str(tmp_path))
     assert failures == [], "\n".join(failures[:10])
+
+
+def test_smmlar_requantization_identity():
+    """Cortex-M's fused requantization (ts_conv.c: rq3, rq_pairs) computes TFLite's double-rounding
+    MultiplyByQuantizedMultiplier plus the output zero point as floor((SMMLAR(2x, m) + c0 - [x < 0]) / 2**rs),
+    c0 = 2**(rs-1) + zp * 2**rs, SMMLAR(a, m) = floor((a*m + 2**31) / 2**32), for |x| < 2**30, m >= 0 and
+    rs in [1, 21]; and the accumulate never leaves int32. Checked here on edge values (accumulators at the
+    bound, every rounding tie of small quotients, multipliers 0, 1, 2**30, 2**31 - 1) and random ones."""
+    rng = np.random.default_rng(7)
+    lim = (1 << 30) - 1
+    mults = [0, 1, 2, 3, 1 << 29, 1 << 30, (1 << 30) + 1, 1518500250, (1 << 31) - 2, (1 << 31) - 1]
+    mults += [int(v) for v in rng.integers(0, 1 << 31, 40)]
+    for rs in range(1, 22):
+        for zp in (-128, -1, 0, 5, 127):
+            c0 = (1 << (rs - 1)) + zp * (1 << rs)
+            xs = {0, 1, -1, 2, -2, lim, -lim, lim - 1, -lim + 1}
+            xs |= {int(v) for v in rng.integers(-lim, lim + 1, 60)}
+            xs |= {int(v) for v in rng.integers(-3000, 3000, 60)}
+            xs |= {s * (2 * (q << rs) + (1 << rs) + d) for s in (1, -1) for q in range(4) for d in (-2, -1, 0, 1)}
+            for m in mults:
+                for x in xs:
+                    t = c0 + (-1 if x < 0 else 0)
+                    mm = (t << 32) + 2 * x * m + (1 << 31)
+                    assert -(1 << 31) <= (mm >> 32) < (1 << 31), (x, m, rs, zp)
+                    assert (mm >> 32) >> rs == kernels_ref.mbqm(x, m, -rs) + zp, (x, m, rs, zp)

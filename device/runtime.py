@@ -11,9 +11,6 @@ arena, a row's or tile's partial last block goes through the staging blocks at a
 """
 
 import binascii
-import gc
-import struct
-import sys
 
 try:
     from micropython import const
@@ -21,26 +18,19 @@ except ImportError:
     def const(x):
         return x
 
-from . import CardError, DeviceError, ImageError, IntegrityError, KeyMismatch
+from . import CardError, DeviceError, ImageError, IntegrityError
 from . import crypto as C
-from .arena import Arena, INPUT_ROW, STAGING, WEIGHTS
-from .counters import Counters
-from .image import Image
+from .arena import INPUT_ROW, STAGING, WEIGHTS
 from .ops import run_chain, run_op
-from .schedule import cover, in_rows
-from .storage import Card
+from .schedule import cover
 
 # Header fields (indices into format.HDR_FIELDS)
-_H_SRAM_BUDGET = const(6)
 _H_ERASE_BLOCK = const(7)
 _H_PAYLOAD_BLOCK = const(10)
 _H_SPILL_BLOCK = const(12)
 _H_SPILL_BLOCKS = const(13)
-_H_COUNTER_BLOCK = const(14)
-_H_IMAGE_VERSION = const(31)
 # Copies of format.py / opdefs.py (private consts take no RAM in a .mpy; tests check they agree)
 _BLOCK = const(512)
-_MAGIC = b'TSWP'
 _OPF_CHAIN = const(1)
 _STAGING = const(1024)
 _TAG_LEN = const(32)
@@ -52,11 +42,6 @@ _T_OUTPUT = const(3)
 
 
 _REREADS = const(5)  # reads of data that failed its CRC or tag before it counts as bad, not transient
-_LOADS = const(8)    # loads of the header and tables (a few KB: at a high bit-flip rate, often hit)
-_BUDGET_AT = const(4 + 2 + 2 + 4 + 16 + 32)   # sram_budget's offset in the header (format.HDR_FMT)
-_MAX_ARENA = const(1 << 24)
-# Compacting before the arena matters on a board's small heap; in CPython it only costs time.
-_collect = gc.collect if sys.implementation.name == "micropython" else (lambda: None)
 
 
 def _urandom(n):
@@ -68,58 +53,8 @@ class Runtime:
     def __init__(self, bdev, key, kernels, *, ctr=None, urandom=None, on_tensor=None, nv=None):
         """nv: a small dict-like store on the device but off the card (internal flash), remembering the
         highest image version run, so an older image put back on the card is refused (rollback)."""
-        self.card = Card(bdev)
-        self._blk = memoryview(bytearray(_BLOCK))
-        # The arena is the one large block: take it from a clean heap, before the tables are parsed
-        # (their many small objects would fragment it). Its size is checked again once authenticated.
-        self.card.read(0, self._blk)
-        budget = struct.unpack_from("<I", self._blk, _BUDGET_AT)[0]
-        if bytes(self._blk[0:4]) == _MAGIC and _STAGING <= budget <= _MAX_ARENA:
-            _collect()
-            self.arena = Arena(budget)
-        else:
-            self.arena = None
-        for _ in range(_LOADS):        # a bit flipped on the bus must not fail the load: read it all again
-            try:
-                img = Image(self.card, key, self._blk)
-                break
-            except (IntegrityError, KeyMismatch, ImageError) as e:
-                err = e
-                self.card.retries += 1
-        else:
-            raise err
-        self.img = img
-        from . import validate
-        validate.forget()              # the load-time code is not needed again: free it (MicroPython)
-        h = img.hd
-        if nv is not None:
-            seen = nv.get("image_version", 0)
-            if h[_H_IMAGE_VERSION] < seen:
-                raise ImageError("image version %d is older than version %d already run on this device: rolled "
-                                 "back images are refused (compile it again with a higher --image-version)"
-                                 % (h[_H_IMAGE_VERSION], seen))
-            nv["image_version"] = h[_H_IMAGE_VERSION]
-        self.card.erase_block = h[_H_ERASE_BLOCK]
-        if not _STAGING <= h[_H_SRAM_BUDGET] <= _MAX_ARENA:
-            raise ImageError("malformed header: an SRAM budget of %d bytes" % h[_H_SRAM_BUDGET])
-        if self.arena is None or self.arena.size != h[_H_SRAM_BUDGET]:
-            self.arena = None
-            _collect()
-            self.arena = Arena(h[_H_SRAM_BUDGET])
-        self.arena.claim(STAGING, 0, _STAGING)
-        self.mv = self.arena.mv
-        self.k = kernels
-        self.ctr = ctr or C.EcbCtr().xor
-        self.counters = Counters(self.card, h[_H_COUNTER_BLOCK], self._blk, urandom or _urandom)
-        if self.counters.seq == 0:
-            self.counters.save()
-        self.k_spill = img.spill_key(self.counters.card_salt)
-        self.on_tensor = on_tensor     # for tests: called with each op's output tensor id
-        self.on_rows = None            # for tests: (tensor, row0, row1, arena offset, row bytes) per chain band
-        self.chain_start = {}          # chain tensor -> first row held in its buffer
-        self.n = None                  # nonce counter of the inference in progress
-        self.stats = dict((f, 0) for f in ("bytes_read", "bytes_written", "macs", "tiles"))
-        self.T = img.tensors
+        from . import validate         # the open-time code; freed again once open (MicroPython)
+        validate.open_runtime(self, bdev, key, kernels, ctr, urandom or _urandom, on_tensor, nv)
 
     # ---- card I/O of rows and tiles -------------------------------------------------------------
     def _row_block(self, base, r):

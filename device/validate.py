@@ -12,6 +12,10 @@ from array import array
 
 from . import CardError, ImageError, IntegrityError, KeyMismatch
 from . import crypto as C
+from .arena import STAGING, Arena
+from .counters import Counters
+from .image import Image
+from .storage import Card
 
 try:
     from micropython import const
@@ -38,6 +42,11 @@ _H_TOTAL_BLOCKS = const(16)
 _H_N_TENSORS = const(17)
 _H_N_OPS = const(18)
 _H_META_CRC = const(20)
+_H_IMAGE_VERSION = const(31)
+_STAGING = const(1024)
+_LOADS = const(8)    # loads of the header and tables (a few KB: at a high bit-flip rate, often hit)
+_BUDGET_AT = const(4 + 2 + 2 + 4 + 16 + 32)   # sram_budget's offset in the header (format.HDR_FMT)
+_MAX_ARENA = const(1 << 24)
 # Copies of format.py / opdefs.py (private consts take no RAM in a .mpy; tests check they agree)
 _HDR_END = const(228)
 _HDR_FMT = '<4sHHI16s32sIIIIIIIIIIIIIIIfifiBBHIIII'
@@ -243,6 +252,70 @@ def _load_meta(self, block, meta_mac):
         if op.out >= nt or any(t >= nt for t in op.ins):
             raise ImageError("op #%d refers to a tensor that does not exist" % i)
     check_tables(self)
+
+
+def _collect():
+    # Compacting before the arena matters on a board's small heap; in CPython it only costs time.
+    import gc
+    import sys
+    if sys.implementation.name == "micropython":
+        gc.collect()
+
+
+def open_runtime(rt, bdev, key, kernels, ctr, urandom, on_tensor, nv):
+    """Runtime.__init__: the arena first, then the image (verified, retried), the rollback check and the
+    counters. Ends by freeing this module's code (MicroPython), which nothing needs once the image is open."""
+    rt.card = Card(bdev)
+    rt._blk = memoryview(bytearray(_BLOCK))
+    # The arena is the one large block: take it from a clean heap, before the tables are parsed
+    # (their many small objects would fragment it). Its size is checked again once authenticated.
+    rt.card.read(0, rt._blk)
+    budget = struct.unpack_from("<I", rt._blk, _BUDGET_AT)[0]
+    if bytes(rt._blk[0:4]) == _MAGIC and _STAGING <= budget <= _MAX_ARENA:
+        _collect()
+        rt.arena = Arena(budget)
+    else:
+        rt.arena = None
+    for _ in range(_LOADS):        # a bit flipped on the bus must not fail the load: read it all again
+        try:
+            img = Image(rt.card, key, rt._blk)
+            break
+        except (IntegrityError, KeyMismatch, ImageError) as e:
+            err = e
+            rt.card.retries += 1
+    else:
+        raise err
+    rt.img = img
+    h = img.hd
+    if nv is not None:
+        seen = nv.get("image_version", 0)
+        if h[_H_IMAGE_VERSION] < seen:
+            raise ImageError("image version %d is older than version %d already run on this device: rolled "
+                             "back images are refused (compile it again with a higher --image-version)"
+                             % (h[_H_IMAGE_VERSION], seen))
+        nv["image_version"] = h[_H_IMAGE_VERSION]
+    rt.card.erase_block = h[_H_ERASE_BLOCK]
+    if not _STAGING <= h[_H_SRAM_BUDGET] <= _MAX_ARENA:
+        raise ImageError("malformed header: an SRAM budget of %d bytes" % h[_H_SRAM_BUDGET])
+    if rt.arena is None or rt.arena.size != h[_H_SRAM_BUDGET]:
+        rt.arena = None
+        _collect()
+        rt.arena = Arena(h[_H_SRAM_BUDGET])
+    rt.arena.claim(STAGING, 0, _STAGING)
+    rt.mv = rt.arena.mv
+    rt.k = kernels
+    rt.ctr = ctr or C.EcbCtr().xor
+    rt.counters = Counters(rt.card, h[_H_COUNTER_BLOCK], rt._blk, urandom)
+    if rt.counters.seq == 0:
+        rt.counters.save()
+    rt.k_spill = img.spill_key(rt.counters.card_salt)
+    rt.on_tensor = on_tensor     # for tests: called with each op's output tensor id
+    rt.on_rows = None            # for tests: (tensor, row0, row1, arena offset, row bytes) per chain band
+    rt.chain_start = {}          # chain tensor -> first row held in its buffer
+    rt.n = None                  # nonce counter of the inference in progress
+    rt.stats = dict((f, 0) for f in ("bytes_read", "bytes_written", "macs", "tiles"))
+    rt.T = img.tensors
+    forget()
 
 
 def forget():

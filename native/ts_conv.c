@@ -201,19 +201,17 @@ static inline __attribute__((always_inline)) void pair_dots_rq_body(
     "asr %[" R "], %[" R "], %[t2]\n\t" \
     "ssat %[" R "], #8, %[" R "]\n\t"
 
-/* Everything of a channel pair but the stores: the bias, the 2x2 inner product, requantization to a, b
- * (channel 0, pixels 0 and 1) and c, d (channel 1); then e = the state, x = the next table entry, stored,
- * t0 = o, t1 = ostep. */
+/* Everything of a channel pair but the stores, from x = its table entry and e = the state: the bias, the 2x2
+ * inner product, requantization to a, b (channel 0, pixels 0 and 1) and c, d (channel 1); then e = the
+ * state again, x = the next table entry (also stored), t0 = o, t1 = ostep. */
 #define RQ_PAIR_HEAD \
-    "push {%[v]}\n\t" \
+    "push {%[e]}\n\t" \
     "1:\n\t" \
-    "ldr %[t0], [sp]\n\t" \
-    "ldr %[t1], [%[t0]]\n\t" \
-    "ldr %[a], [%[t1]]\n\t" \
+    "ldr %[a], [%[x]]\n\t" \
+    "ldr %[c], [%[x], #16]\n\t" \
+    "ldrd %[x], %[t1], [%[e], #16]\n\t" \
     "mov %[b], %[a]\n\t" \
-    "ldr %[c], [%[t1], #16]\n\t" \
     "mov %[d], %[c]\n\t" \
-    "ldrd %[x], %[t1], [%[t0], #16]\n\t" \
     "add %[e], %[f0], %[t1]\n\t" \
     "lsls %[t1], %[t1], #29\n\t" \
     "bmi 3f\n\t" \
@@ -287,12 +285,11 @@ typedef struct {
 TS_NOINLINE static void rq_pairs(const int8_t *f, int32_t stride, rq_state *st, int32_t mode)
 {
     const int8_t *f0 = f, *f1 = f + stride;
-    int32_t a, b, c, d, t0, t1, t2, t3, w, e;
-    const int16_t *x;
-    const void *v = st;
+    int32_t a, b, c, d, t0, t1, t2, t3, w, v;
+    const void *x = st->q, *e = st;
 #define RQ_OPERANDS \
-    : [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c), [d] "=&r"(d), [x] "=&r"(x), [f0] "+&r"(f0), [f1] "+&r"(f1), \
-      [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [w] "=&r"(w), [v] "+&r"(v), [e] "=&r"(e) \
+    : [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c), [d] "=&r"(d), [x] "+&r"(x), [f0] "+&r"(f0), [f1] "+&r"(f1), \
+      [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [w] "=&r"(w), [v] "=&r"(v), [e] "+&r"(e) \
     : : "cc", "memory"
     if (mode == 0)
         __asm__ volatile(RQ_PAIR_HEAD RQ_STORE_FULL RQ_PAIR_TAIL RQ_OPERANDS);
@@ -307,17 +304,6 @@ TS_NOINLINE static void pair_dots_rq(const int8_t *f, int32_t stride, const int1
                                      const uint8_t *init, int32_t pstep, const rq3_ch *q, int8_t *o, int32_t ostep,
                                      int32_t lo, int32_t hi)
 {
-    if (pstep == 0 && (n & 3) == 0 && gn >= 2) {   /* from the bias, whole groups of 4: rq_pairs */
-        rq_state st;
-        int32_t pairs = gn >> 1;
-        st.q = q; st.qend = q + 2 * pairs; st.o = o; st.ostep = ostep; st.col = col; st.n = n;
-        st.fstep = 2 * stride - n; st.unused = 0;
-        st.hi4 = (int32_t)((uint32_t)(uint8_t)hi * 0x01010101u);
-        st.lo4 = (int32_t)((uint32_t)(uint8_t)lo * 0x01010101u);
-        rq_pairs(f, stride, &st, hi == 127 && lo == -128 ? 0 : lo == -128 ? 1 : 2);
-        if (!(gn & 1)) return;
-        f += 2 * pairs * stride; q += 2 * pairs; o += 2 * pairs; init += 8 * pairs; gn = 1;
-    }
     if (lo == -128 && hi == 127)
         pair_dots_rq_body(f, stride, col, n, gn, init, pstep, q, o, ostep, lo, hi, 1);
     else
@@ -335,9 +321,15 @@ static void conv_fused(const conv_src *s, int32_t npix, int32_t g, const int8_t 
     rq3_ch q[TS_CONV_GC];
     const int32_t *p = s->p;
     int32_t out_c = p[TS_P_OUT_C], zp = p[TS_P_OUT_ZP], lo = p[TS_P_ACT_MIN], hi = p[TS_P_ACT_MAX];
-    int32_t k0, i, j, c, kn;
+    int32_t k0, i, j, c, kn, mode = hi == 127 && lo == -128 ? 0 : lo == -128 ? 1 : 2;
+    rq_state st;
+    st.col = col; st.n = s->k; st.fstep = s->k; st.unused = 0;   /* fstep: 2 * stride - n, stride = n */
+    st.hi4 = (int32_t)((uint32_t)(uint8_t)hi * 0x01010101u);
+    st.lo4 = (int32_t)((uint32_t)(uint8_t)lo * 0x01010101u);
     for (k0 = 0; k0 < g; k0 += TS_CONV_GC) {
-        int32_t gn = g - k0 < TS_CONV_GC ? g - k0 : TS_CONV_GC;
+        int32_t gn = g - k0 < TS_CONV_GC ? g - k0 : TS_CONV_GC, pairs = gn >> 1;
+        /* rq_pairs: the whole filter in one piece of whole groups of 4, from the bias */
+        int32_t asm_pairs = s->k <= TS_COL_MAX && (s->k & 3) == 0 ? pairs : 0;
         for (j = 0; j < gn; j++) {
             int32_t rs = -ts_ld32(tail, 2 * g + k0 + j);
             q[j].bias = ts_ld32(tail, k0 + j);
@@ -345,19 +337,28 @@ static void conv_fused(const conv_src *s, int32_t npix, int32_t g, const int8_t 
             q[j].rs = rs;
             q[j].c0 = (2 * zp + 1) * (int32_t)(1u << (rs - 1));
         }
+        st.qend = q + 2 * pairs;
         for (i = 0; i < npix; i += 2) {
             int32_t two = i + 1 < npix;
             int8_t *o = out + i * out_c + k0;
             for (c = 0; c < s->k; c += TS_COL_MAX) {
+                const int8_t *f = wts + k0 * s->k + c;
                 kn = s->k - c < TS_COL_MAX ? s->k - c : TS_COL_MAX;
                 gather(s, i, c, kn, col, 0, stage);
                 gather(s, i + two, c, kn, col, 1, stage);
-                if (c + kn < s->k)
-                    pair_dots(wts + k0 * s->k + c, s->k, col, kn, gn, c ? 0 : tail + 4 * k0, acc[0]);
-                else
-                    pair_dots_rq(wts + k0 * s->k + c, s->k, col, kn, gn,
-                                 c ? (const uint8_t *)acc[0] : tail + 4 * k0, c ? 4 * TS_CONV_GC : 0, q, o,
-                                 two ? out_c : 0, lo, hi);
+                if (c + kn < s->k) {
+                    pair_dots(f, s->k, col, kn, gn, c ? 0 : tail + 4 * k0, acc[0]);
+                    continue;
+                }
+                if (asm_pairs) {
+                    st.q = q; st.o = o; st.ostep = two ? out_c : 0;
+                    rq_pairs(f, s->k, &st, mode);
+                }
+                j = 2 * asm_pairs;
+                if (j < gn)
+                    pair_dots_rq(f + j * s->k, s->k, col, kn, gn - j,
+                                 c ? (const uint8_t *)(acc[0] + j) : tail + 4 * (k0 + j), c ? 4 * TS_CONV_GC : 0,
+                                 q + j, o + j, two ? out_c : 0, lo, hi);
             }
         }
     }

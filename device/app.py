@@ -33,12 +33,13 @@ def open_runtime(bdev, key, **kw):
     return rt
 
 
-def unix_run(card, key_path, in_path, out_path, count):
-    """Run `count` inferences: inputs back to back in in_path, outputs back to back to out_path."""
+def unix_run(card, key, inp, out, count):
+    """Run `count` inferences: inputs back to back in the file `inp`, outputs back to back to `out`; `key`
+    is the path of the key file. (Short names: every distinct name is a qstr, kept in the heap.)"""
     import binascii
     import json
     from .storage import FileBlockDevice
-    with open(key_path, "rb") as f:
+    with open(key, "rb") as f:
         key = binascii.unhexlify(f.read().strip())
     rt = open_runtime(FileBlockDevice(card), key)
     del key
@@ -50,16 +51,20 @@ def unix_run(card, key_path, in_path, out_path, count):
     h_out, rb_out = rt.output_rows()
     row_in = bytearray(rb_in)        # rows stream through: the input and output never sit in RAM whole
     row_out = bytearray(rb_out)
-    with open(in_path, "rb") as fi, open(out_path, "wb") as fo:
+    with open(inp, "rb") as fi, open(out, "wb") as fo:
         for _ in range(count):
             rt.begin_input()
             for r in range(h_in):
                 if fi.readinto(row_in) != rb_in:
                     raise ValueError("input file too short")
                 rt.write_input_row(r, row_in)
-            _snap(rt, keys, s0)
-            rt.infer()
-            _snap(rt, keys, s1)
+            for s in (s0, s1):
+                if s is s1:
+                    rt.infer()
+                for i in range(4):
+                    s[i] = rt.stats[keys[i]]
+                s[4] = rt.card.blocks_read
+                s[5] = rt.card.blocks_written
             for r in range(h_out):
                 rt.read_output_row(r, row_out)
                 fo.write(row_out)
@@ -69,9 +74,3 @@ def unix_run(card, key_path, in_path, out_path, count):
                               "heap_after_collect": gc.mem_alloc()}))
     print(json.dumps({"peak_sram": rt.arena.peak, "sram_budget": rt.arena.size, "heap_free": gc.mem_free()}))
 
-
-def _snap(rt, keys, into):
-    for i in range(4):
-        into[i] = rt.stats[keys[i]]
-    into[4] = rt.card.blocks_read
-    into[5] = rt.card.blocks_written

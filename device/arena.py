@@ -8,14 +8,21 @@ tensor id, 1000 + tensor id for an input band, or a negative role) so claiming a
 
 from . import ArenaError
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
 
-STAGING = -1     # claim owners: tensor ids are >= 0, scratch roles are negative
-WEIGHTS = -2
-OUT_BAND = -3
-ACC = -4
-INPUT_ROW = -5
-_ROLE = {STAGING: "the staging blocks", WEIGHTS: "the weight tile", OUT_BAND: "the output band", ACC: "the MEAN accumulator",
-         INPUT_ROW: "the input row"}
+# Claim owners: tensor ids are >= 0, scratch roles are negative. Only STAGING is public (host tools);
+# ops.py and runtime.py keep private copies of the others (tests/test_micropython.py checks them).
+STAGING = -1
+_WEIGHTS = const(-2)
+_OUT_BAND = const(-3)
+_ACC = const(-4)
+_INPUT_ROW = const(-5)
+_ROLE = {STAGING: "the staging blocks", _WEIGHTS: "the weight tile", _OUT_BAND: "the output band",
+         _ACC: "the MEAN accumulator", _INPUT_ROW: "the input row"}
 
 
 def owner_name(o):

@@ -26,13 +26,13 @@ except ImportError:
         return x
 
 # Copies of format.py / opdefs.py (private consts take no RAM in a .mpy; tests check they agree)
-_CTR_FMT = '<4sIQQQQQQQQ8s'
-_CTR_MAGIC = b'TSCR'
+_CTR_FMT = const('<4sIQQQQQQQQ8s')
+_CTR_MAGIC = const(b'TSCR')
 
 
 FIELDS = ("inferences", "bytes_read", "bytes_written", "blocks_read", "blocks_written", "macs", "tiles", "retries")
 _REREADS = const(3)
-_SIZE = struct.calcsize(_CTR_FMT)
+_SIZE = const(80)               # struct.calcsize(_CTR_FMT)
 
 
 def _parse(block):
@@ -54,10 +54,10 @@ def parse_record(block):
 
 
 class Counters:
-    def __init__(self, card, first_block, block, urandom):
+    def __init__(self, card, first, block, urandom):
         """Load the newest valid record from the card (or start fresh); draw this boot's card salt."""
         self.card = card
-        self.first = first_block
+        self.first = first
         self._blk = block
         self.v = dict((f, 0) for f in FIELDS)
         self.seq = 0
@@ -69,7 +69,7 @@ class Counters:
             rec = None
             for _ in range(_REREADS):
                 try:
-                    card.read(first_block + s, block)
+                    card.read(first + s, block)
                 except CardError:
                     failed += 1
                     break
@@ -80,7 +80,7 @@ class Counters:
                 best = (s, rec)
         if failed == 2:
             raise CardError("neither counter record (card blocks %d and %d) can be read: the card is failing there"
-                            % (first_block, first_block + 1))
+                            % (first, first + 1))
         if best is not None:
             self.slot, rec = best
             self.seq = rec[1]

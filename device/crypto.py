@@ -26,29 +26,31 @@ try:
 except ImportError:  # CPython: the host passes its own ctr_xor
     cryptolib = None
 
-_IPAD = bytes(0x36 for _ in range(64))
-_OPAD = bytes(0x5C for _ in range(64))
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+_IPAD = const(b'6666666666666666666666666666666666666666666666666666666666666666')
+_OPAD = const(b'\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\')
 
 
 _pads = {}      # key -> (key ^ ipad, key ^ opad): a runtime uses a couple of keys for thousands of tags
-
-
-def _padded(key):
-    pads = _pads.get(key)
-    if pads is None:
-        if len(_pads) >= 8:        # bounded: tools that try many keys must not grow it
-            _pads.clear()
-        k = key + bytes(64 - len(key))
-        pads = (bytes(a ^ b for a, b in zip(k, _IPAD)), bytes(a ^ b for a, b in zip(k, _OPAD)))
-        _pads[bytes(key)] = pads
-    return pads
 
 
 class Hmac:
     """Incremental HMAC-SHA256 (RFC 2104); MicroPython has hashlib.sha256 but no hmac module."""
 
     def __init__(self, key, *parts):
-        ipad, self._okey = _padded(key)
+        pads = _pads.get(key)
+        if pads is None:
+            if len(_pads) >= 8:        # bounded: tools that try many keys must not grow it
+                _pads.clear()
+            k = key + bytes(64 - len(key))
+            pads = (bytes(a ^ b for a, b in zip(k, _IPAD)), bytes(a ^ b for a, b in zip(k, _OPAD)))
+            _pads[bytes(key)] = pads
+        ipad, self._okey = pads
         self._inner = hashlib.sha256(ipad)
         for p in parts:
             self._inner.update(p)
@@ -67,8 +69,9 @@ def hmac_sha256(key, *parts):
     return Hmac(key, *parts).digest()
 
 
-def derive(master, label, *parts):
-    return hmac_sha256(master, label, *parts)
+def derive(key, *parts):
+    """A key from the master key: HMAC(key, label + parts)."""
+    return Hmac(key, *parts).digest()
 
 
 def key_check(master, image_id):
@@ -80,17 +83,19 @@ def tile_iv(index):
     return b"T\0\0\0" + struct.pack(">II", index, 0) + bytes(4)
 
 
-def spill_iv(tensor, inference, row):
-    return struct.pack(">I", (0x53 << 24) | (tensor & 0xFFFFFF)) + struct.pack(">II", inference & 0xFFFFFFFF, row) + bytes(4)
+def spill_iv(t, n, row):
+    """Tensor t, inference n."""
+    return struct.pack(">I", (0x53 << 24) | (t & 0xFFFFFF)) + struct.pack(">II", n & 0xFFFFFFFF, row) + bytes(4)
 
 
 def tile_tag(k_mac, index, data):
     return hmac_sha256(k_mac, b"T", struct.pack("<II", index, len(data)), data)
 
 
-def spill_tag(k_mac, salt, tensor, inference, row, data):
-    """Binds the boot's salt too: a row encrypted under another boot's k_spill is refused, not misread."""
-    return hmac_sha256(k_mac, b"S", salt, struct.pack("<III", tensor, inference, row), data)
+def spill_tag(k_mac, card_salt, t, n, row, data):
+    """Tensor t, inference n. Binds the boot's salt too: a row encrypted under another boot's k_spill is
+    refused, not misread."""
+    return Hmac(k_mac, b"S", card_salt, struct.pack("<III", t, n, row), data).digest()
 
 
 def eq(a, b):
@@ -132,21 +137,19 @@ class EcbCtr:
             pos += m
 
 
-def _xor_into(buf, pos, ks, m):
+def _xor_into(buf, pos, k, m):
     for i in range(m):
-        buf[pos + i] ^= ks[i]
+        buf[pos + i] ^= k[i]
 
 
 try:  # MicroPython: the XOR in viper (native pointer code), one of the hot loops of the runtime
     import micropython
 
     @micropython.viper
-    def _xor_viper(buf, pos: int, ks, m: int):
+    def _xor_into(buf, pos: int, k, m: int):     # same name: a second name would be one more qstr
         b = ptr8(buf)
-        k = ptr8(ks)
+        kp = ptr8(k)
         for i in range(m):
-            b[pos + i] = b[pos + i] ^ k[i]
-
-    _xor_into = _xor_viper
+            b[pos + i] = b[pos + i] ^ kp[i]
 except (ImportError, AttributeError, SyntaxError, NameError):
     pass

@@ -38,19 +38,19 @@ _H_META_CRC = const(20)
 # Copies of format.py / opdefs.py (private consts take no RAM in a .mpy; tests check they agree)
 _BLOCK = const(512)
 _HDR_END = const(228)
-_HDR_FMT = '<4sHHI16s32sIIIIIIIIIIIIIIIfifiBBHIIII'
+_HDR_FMT = const('<4sHHI16s32sIIIIIIIIIIIIIIIfifiBBHIIII')
 _HDR_KCV = const(156)
 _HDR_MAC = const(196)
 _HDR_META_MAC = const(164)
-_MAGIC = b'TSWP'
+_MAGIC = const(b'TSWP')
 _MAX_P = const(64)
 _N_BUFS = const(7)
-_OP_FMT = '<BBBBHHHHHHHHHHIIIIQ'
+_OP_FMT = const('<BBBBHHHHHHHHHHIIIIQ')
 _OP_SIZE = const(48)
 _TAG_LEN = const(32)
-_TILE_FMT = '<IIII'
+_TILE_FMT = const('<IIII')
 _TILE_SIZE = const(64)
-_T_FMT = '<BBHIIIIIIi'
+_T_FMT = const('<BBHIIIIIIi')
 _T_SIZE = const(32)
 _VERSION = const(1)
 

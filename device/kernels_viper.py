@@ -714,13 +714,13 @@ def _exp_neg_q5(a):
     return 0x7FFFFFFF if a == 0 else res
 
 
-def _reciprocal(total):
-    u = total & 0xFFFFFFFF
+def _reciprocal(a):               # a: the sum of exponentials
+    u = a & 0xFFFFFFFF
     head = 32
     while u:                                       # MicroPython ints have no bit_length()
         u >>= 1
         head -= 1
-    s = _w32(((total & 0xFFFFFFFF) << head) - 0x80000000) + 0x7FFFFFFF
+    s = _w32(((a & 0xFFFFFFFF) << head) - 0x80000000) + 0x7FFFFFFF
     half = (s + 1) >> 1 if s >= 0 else -((1 - s) >> 1)
     x = _w32(1515870810 + _srdhm(half, -1010580540))
     for _ in range(3):
@@ -763,13 +763,13 @@ def _params(p, n):
         raise ValueError("p: an array('i') of at least %d slots expected" % n)
 
 
-def _spatial(p, oh, in_h, g, c_lim):
+def _spatial(p, oh, in_h, g, c):  # c: the most channels the group may have
     """ts_spatial_check plus the channel range; returns the bytes the output needs."""
     _params(p, _P_SPATIAL_LEN)
     if (oh < 1 or in_h < 1 or p[_P_IN_W] < 1 or p[_P_IN_C] < 1 or p[_P_OUT_W] < 1 or p[_P_OUT_C] < 1
             or p[_P_KH] < 1 or p[_P_KW] < 1 or p[_P_SH] < 1 or p[_P_SW] < 1 or p[_P_DH] < 1
             or p[_P_DW] < 1 or p[_P_PAD_L] < 0 or p[_P_DM] < 1 or p[_P_ACT_MIN] < -128
-            or p[_P_ACT_MAX] > 127 or p[_P_ACT_MIN] > p[_P_ACT_MAX] or g < 1 or g > c_lim
+            or p[_P_ACT_MAX] > 127 or p[_P_ACT_MIN] > p[_P_ACT_MAX] or g < 1 or g > c
             or g > p[_P_OUT_C]):
         raise ValueError("spatial kernel: invalid p, rows or channel group")
     return ((oh - 1) * p[_P_OUT_W] + p[_P_OUT_W] - 1) * p[_P_OUT_C] + g

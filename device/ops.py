@@ -11,7 +11,6 @@ arithmetic the tiler used, then the ops run forwards. The intermediate tensors e
 bands (halo rows are recomputed, never spilled), so a large early feature map costs no card I/O.
 """
 
-from .arena import ACC, OUT_BAND
 from .schedule import in_rows
 
 try:
@@ -47,7 +46,9 @@ _T_ARENA = const(0)
 _T_CHAIN = const(4)
 
 
-_SPATIAL = (_OP_CONV, _OP_DWCONV, _OP_MAXPOOL, _OP_AVGPOOL)
+_OUT_BAND = const(-3)        # arena claim owners (copies of arena.py's)
+_ACC = const(-4)
+_SPATIAL = const((_OP_CONV, _OP_DWCONV, _OP_MAXPOOL, _OP_AVGPOOL))
 
 
 class _State:
@@ -66,7 +67,7 @@ class _State:
             _claim_resident(rt, tid)
         _claim_resident(rt, op.out)
         if op.kind == _OP_MEAN:
-            off = rt.arena.claim(ACC, op.bufs[6], 4 * self.cout)
+            off = rt.arena.claim(_ACC, op.bufs[6], 4 * self.cout)
             for j in range(off, off + 4 * self.cout):
                 rt.mv[j] = 0
             self.acc = rt.mv[off:off + 4 * self.cout]
@@ -178,7 +179,7 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
         rt.chain_start[op.out] = r0
         rt.arena.claim(op.out, o_off, (r1 - r0) * (out[4] * op.group if narrow else orb))
     else:
-        o_off = rt.arena.claim(OUT_BAND, bufs[5], (r1 - r0) * orb if kind != _OP_FC else out[3] * orb)
+        o_off = rt.arena.claim(_OUT_BAND, bufs[5], (r1 - r0) * orb if kind != _OP_FC else out[3] * orb)
     stats = rt.stats
     if kind in _SPATIAL:
         a, b = rows[0]

@@ -20,7 +20,7 @@ except ImportError:
 
 from . import CardError, DeviceError, ImageError, IntegrityError
 from . import crypto as C
-from .arena import INPUT_ROW, STAGING, WEIGHTS
+from .arena import STAGING
 from .ops import run_chain, run_op
 from .schedule import cover
 
@@ -41,6 +41,8 @@ _T_INPUT = const(2)
 _T_OUTPUT = const(3)
 
 
+_WEIGHTS = const(-2)         # arena claim owners (copies of arena.py's)
+_INPUT_ROW = const(-5)
 _REREADS = const(5)  # reads of data that failed its CRC or tag before it counts as bad, not transient
 
 
@@ -57,11 +59,6 @@ class Runtime:
         validate.open_runtime(self, bdev, key, kernels, ctr, urandom or _urandom, on_tensor, nv)
 
     # ---- card I/O of rows and tiles -------------------------------------------------------------
-    def _row_block(self, base, r):
-        """Logical block of row r in the spill ring (before rotation)."""
-        t = self.T[base]
-        return t[7] + r * t[8]
-
     def _spill_io(self, write, logical, mv, base, r):
         """Read or write whole blocks at a logical ring position: the ring turns by one erase block per
         inference, so the same row lands on a different erase block each time (wear levelling)."""
@@ -84,7 +81,7 @@ class Runtime:
         re-read (a bit flipped on the bus is transient) before it is reported."""
         t = self.T[base]
         rb = t[4] * t[5]
-        blk = self._row_block(base, r)
+        blk = t[7] + r * t[8]      # logical block of row r in the spill ring
         nfull = rb // _BLOCK
         tail = rb - nfull * _BLOCK
         st = self.mv
@@ -108,7 +105,7 @@ class Runtime:
         """Encrypt src[off:off+row] in place, tag it, write it to row r's slot on the card."""
         t = self.T[base]
         rb = t[4] * t[5]
-        blk = self._row_block(base, r)
+        blk = t[7] + r * t[8]      # logical block of row r in the spill ring
         data = src[off:off + rb]
         self.ctr(self.k_spill, C.spill_iv(base, self.n, r), data, rb)
         tag = C.spill_tag(self.img.k_mac, self.counters.card_salt, base, self.n, r, data)
@@ -128,48 +125,45 @@ class Runtime:
     def _load_tile(self, i, off, op_index):
         """Tile i into the arena at off: read, CRC (re-read on mismatch: transient), MAC, decrypt."""
         try:
-            return self._load_tile1(i, off, op_index)
+            img = self.img
+            mv = self.mv
+            why = "failed its CRC32"
+            for _ in range(_REREADS):
+                try:                     # the record too: its offset, length and tag come off the card
+                    toff, n, crc, tag = img.tile_record(i, self._blk)
+                except IntegrityError:
+                    self.card.retries += 1
+                    continue
+                if off + n > self.arena.size:
+                    why = "has a record whose length does not fit its buffer"
+                    self.card.retries += 1
+                    continue
+                self.arena.claim(_WEIGHTS, off, n)
+                blk = img.hd[_H_PAYLOAD_BLOCK] + toff // _BLOCK
+                nfull = n // _BLOCK
+                tail = n - nfull * _BLOCK
+                if nfull:
+                    self.card.read(blk, mv[off:off + nfull * _BLOCK])
+                if tail:
+                    self.card.read(blk + nfull, mv[0:_BLOCK])
+                    mv[off + nfull * _BLOCK:off + n] = mv[0:tail]
+                data = mv[off:off + n]
+                # A tampered tile fails every time; a bit flipped on the bus (in the data, or in the tag,
+                # which the CRC does not cover) does not: read both again before refusing.
+                if binascii.crc32(data) & 0xFFFFFFFF != crc:
+                    why = "failed its CRC32"
+                elif not C.eq(C.tile_tag(img.k_mac, i, data), tag):
+                    why = "failed its MAC: modified, moved or from another image"
+                else:
+                    break
+                self.card.retries += 1
+            else:
+                raise IntegrityError("tile %d (op #%d) %s (%d reads)" % (i, op_index, why, _REREADS))
+            self.ctr(img.k_enc, C.tile_iv(i), data, n)
+            self.stats["bytes_read"] += n + _TILE_SIZE
+            return data
         except CardError as e:
             raise CardError("tile %d (op #%d): %s" % (i, op_index, e)) from None
-
-    def _load_tile1(self, i, off, op_index):
-        img = self.img
-        mv = self.mv
-        why = "failed its CRC32"
-        for _ in range(_REREADS):
-            try:                     # the record too: its offset, length and tag come off the card
-                toff, n, crc, tag = img.tile_record(i, self._blk)
-            except IntegrityError:
-                self.card.retries += 1
-                continue
-            if off + n > self.arena.size:
-                why = "has a record whose length does not fit its buffer"
-                self.card.retries += 1
-                continue
-            self.arena.claim(WEIGHTS, off, n)
-            blk = img.hd[_H_PAYLOAD_BLOCK] + toff // _BLOCK
-            nfull = n // _BLOCK
-            tail = n - nfull * _BLOCK
-            if nfull:
-                self.card.read(blk, mv[off:off + nfull * _BLOCK])
-            if tail:
-                self.card.read(blk + nfull, mv[0:_BLOCK])
-                mv[off + nfull * _BLOCK:off + n] = mv[0:tail]
-            data = mv[off:off + n]
-            # A tampered tile fails every time; a bit flipped on the bus (in the data, or in the tag,
-            # which the CRC does not cover) does not: read both again before refusing.
-            if binascii.crc32(data) & 0xFFFFFFFF != crc:
-                why = "failed its CRC32"
-            elif not C.eq(C.tile_tag(img.k_mac, i, data), tag):
-                why = "failed its MAC: modified, moved or from another image"
-            else:
-                break
-            self.card.retries += 1
-        else:
-            raise IntegrityError("tile %d (op #%d) %s (%d reads)" % (i, op_index, why, _REREADS))
-        self.ctr(img.k_enc, C.tile_iv(i), data, n)
-        self.stats["bytes_read"] += n + _TILE_SIZE
-        return data
 
     # ---- the model's input and output ---------------------------------------------------------
     def _io_tensor(self, kind):
@@ -209,10 +203,10 @@ class Runtime:
         """Input row r (row bytes of int8) to the card, through the arena (encrypted in place there)."""
         tid = self._io_tensor(_T_INPUT)
         rb = self.T[tid][4] * self.T[tid][5]
-        off = self.arena.claim(INPUT_ROW, _STAGING, rb)
+        off = self.arena.claim(_INPUT_ROW, _STAGING, rb)
         self.mv[off:off + rb] = row
         self._write_row(tid, r, self.mv, off)
-        self.arena.release(INPUT_ROW)
+        self.arena.release(_INPUT_ROW)
 
     def read_output(self, out):
         """Read the int8 output tensor into `out` (a bytearray of output_size() bytes)."""

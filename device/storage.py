@@ -84,7 +84,8 @@ class Card:
         else:
             bad = self._one_by_one(block, mv, self.bdev.readblocks)
             if bad is not None:
-                raise CardError("card read failed at block %d after %d attempts%s" % (bad, _RETRIES, _span(block, n)))
+                raise CardError("card read failed at block %d after %d attempts%s" % (bad, _RETRIES,
+                                " (transfer of blocks %d..%d)" % (block, block + n - 1) if n > 1 else ""))
         self.blocks_read += n
 
     def write(self, block, mv):
@@ -100,7 +101,8 @@ class Card:
         else:
             bad = self._one_by_one(block, mv, self.bdev.writeblocks)
             if bad is not None:
-                raise CardError("card write failed at block %d after %d attempts%s" % (bad, _RETRIES, _span(block, n)))
+                raise CardError("card write failed at block %d after %d attempts%s" % (bad, _RETRIES,
+                                " (transfer of blocks %d..%d)" % (block, block + n - 1) if n > 1 else ""))
         self.blocks_written += n
         per = self.erase_block // _BLOCK
         ew = self.erase_writes
@@ -127,10 +129,6 @@ class Card:
 
     def sync(self):
         self.bdev.ioctl(_IOCTL_SYNC, 0)
-
-
-def _span(block, n):
-    return " (transfer of blocks %d..%d)" % (block, block + n - 1) if n > 1 else ""
 
 
 class BytesBlockDevice:

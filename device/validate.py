@@ -7,7 +7,9 @@ key holder must still fail here, with an ImageError naming the record, and never
 """
 
 import binascii
+import gc
 import struct
+import sys
 from array import array
 
 from . import CardError, ImageError, IntegrityError, KeyMismatch
@@ -49,18 +51,18 @@ _BUDGET_AT = const(4 + 2 + 2 + 4 + 16 + 32)   # sram_budget's offset in the head
 _MAX_ARENA = const(1 << 24)
 # Copies of format.py / opdefs.py (private consts take no RAM in a .mpy; tests check they agree)
 _HDR_END = const(228)
-_HDR_FMT = '<4sHHI16s32sIIIIIIIIIIIIIIIfifiBBHIIII'
+_HDR_FMT = const('<4sHHI16s32sIIIIIIIIIIIIIIIfifiBBHIIII')
 _HDR_KCV = const(156)
 _HDR_MAC = const(196)
 _HDR_META_MAC = const(164)
-_MAGIC = b'TSWP'
+_MAGIC = const(b'TSWP')
 _MAX_P = const(64)
 _N_BUFS = const(7)
-_OP_FMT = '<BBBBHHHHHHHHHHIIIIQ'
+_OP_FMT = const('<BBBBHHHHHHHHHHIIIIQ')
 _OP_SIZE = const(48)
-_TILE_FMT = '<IIII'
+_TILE_FMT = const('<IIII')
 _TILE_SIZE = const(64)
-_T_FMT = '<BBHIIIIIIi'
+_T_FMT = const('<BBHIIIIIIi')
 _T_SIZE = const(32)
 _VERSION = const(1)
 _BLOCK = const(512)
@@ -101,13 +103,11 @@ _T_SPILL = const(1)
 
 
 # Parameters and inputs each op kind takes.
-_P_LEN = {
-    _OP_CONV: _P_SPATIAL_LEN, _OP_DWCONV: _P_SPATIAL_LEN, _OP_MAXPOOL: _P_SPATIAL_LEN,
-    _OP_AVGPOOL: _P_SPATIAL_LEN, _OP_FC: _PF_LEN, _OP_ADD: _PA_LEN, _OP_MEAN: _PM_LEN,
-    _OP_PAD: _PP_LEN, _OP_CONCAT: 0, _OP_SOFTMAX: _PS_LEN, _OP_REQUANT: _PR_LEN,
-    _OP_LEAKY_RELU: _PL_LEN,
-}
-_MAX_ELEMS = 1 << 28
+_P_LEN = const((            # indexed by op kind (1 CONV .. 12 LEAKY_RELU); -1: no such kind
+    -1, _P_SPATIAL_LEN, _P_SPATIAL_LEN, _PF_LEN, _PA_LEN, _P_SPATIAL_LEN, _P_SPATIAL_LEN, _PM_LEN, _PP_LEN, 0,
+    _PS_LEN, _PR_LEN, _PL_LEN,
+))
+_MAX_ELEMS = const(1 << 28)
 
 
 def check_tables(img):
@@ -133,8 +133,8 @@ def check_tables(img):
                 raise ImageError("tensor %d: its rows do not fit the spill region" % i)
     for i in range(len(img.op_offs)):
         op = img.op(i)
-        want = _P_LEN.get(op.kind)
-        if want is None or (want and len(op.p) != want) or (op.kind == _OP_CONCAT and len(op.p)):
+        want = _P_LEN[op.kind] if op.kind < len(_P_LEN) else -1
+        if want < 0 or (want and len(op.p) != want) or (op.kind == _OP_CONCAT and len(op.p)):
             raise ImageError("op #%d: unknown kind %d or %d parameters" % (i, op.kind, len(op.p)))
         nin = len(op.ins)
         if (op.kind == _OP_ADD and nin != 2) or (op.kind == _OP_CONCAT and not 1 <= nin <= 4) or \
@@ -254,14 +254,6 @@ def _load_meta(self, block, meta_mac):
     check_tables(self)
 
 
-def _collect():
-    # Compacting before the arena matters on a board's small heap; in CPython it only costs time.
-    import gc
-    import sys
-    if sys.implementation.name == "micropython":
-        gc.collect()
-
-
 def open_runtime(rt, bdev, key, kernels, ctr, urandom, on_tensor, nv):
     """Runtime.__init__: the arena first, then the image (verified, retried), the rollback check and the
     counters. Ends by freeing this module's code (MicroPython), which nothing needs once the image is open."""
@@ -272,7 +264,8 @@ def open_runtime(rt, bdev, key, kernels, ctr, urandom, on_tensor, nv):
     rt.card.read(0, rt._blk)
     budget = struct.unpack_from("<I", rt._blk, _BUDGET_AT)[0]
     if bytes(rt._blk[0:4]) == _MAGIC and _STAGING <= budget <= _MAX_ARENA:
-        _collect()
+        if sys.implementation.name == "micropython":
+            gc.collect()             # a compact heap for the arena (a board's small heap); CPython: only time
         rt.arena = Arena(budget)
     else:
         rt.arena = None
@@ -299,7 +292,8 @@ def open_runtime(rt, bdev, key, kernels, ctr, urandom, on_tensor, nv):
         raise ImageError("malformed header: an SRAM budget of %d bytes" % h[_H_SRAM_BUDGET])
     if rt.arena is None or rt.arena.size != h[_H_SRAM_BUDGET]:
         rt.arena = None
-        _collect()
+        if sys.implementation.name == "micropython":
+            gc.collect()             # a compact heap for the arena (a board's small heap); CPython: only time
         rt.arena = Arena(h[_H_SRAM_BUDGET])
     rt.arena.claim(STAGING, 0, _STAGING)
     rt.mv = rt.arena.mv
@@ -321,7 +315,6 @@ def open_runtime(rt, bdev, key, kernels, ctr, urandom, on_tensor, nv):
 def forget():
     """MicroPython: drop this module (load-time code only) so its code is freed once an image is open.
     CPython keeps it (host tools open images again and again)."""
-    import sys
     if sys.implementation.name != "micropython":
         return
     pkg = __name__.rpartition(".")[0]

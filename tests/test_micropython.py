@@ -105,3 +105,7 @@ def test_private_copies_of_format_and_opdefs_agree():
                 checked += 1
     assert checked > 100
     assert counters.FIELDS == F.CTR_FIELDS[2:10]     # Counters.save packs them in this order
+    from tileswap.device import arena, ops, runtime
+    assert (ops._OUT_BAND, ops._ACC) == (arena._OUT_BAND, arena._ACC)
+    assert (runtime._WEIGHTS, runtime._INPUT_ROW) == (arena._WEIGHTS, arena._INPUT_ROW)
+    assert len({arena.STAGING, arena._WEIGHTS, arena._OUT_BAND, arena._ACC, arena._INPUT_ROW}) == 5

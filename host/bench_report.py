@@ -81,6 +81,11 @@ def _cortexm(r):
             "|---|---|---|---|---|"]
     for k, x in r["mobilenet_v2"].items():
         out.append("| %s | %d | %d | %.3f | %.3f |" % (k, x["layers"], x["macs"], x["dsp"], x["plain"]))
+    if r.get("mobilenet_v2_1x1"):
+        out += ["", "MobileNetV2's 1x1 convolutions by shape (each measured at 4 x 4 output pixels and at most 64 "
+                "output channels):", "", "| layer | layers | MACs | DSP path | plain C |", "|---|---|---|---|---|"]
+        for x in r["mobilenet_v2_1x1"]:
+            out.append("| %s | %d | %d | %.3f | %.3f |" % (x["layer"], x["layers"], x["macs"], x["dsp"], x["plain"]))
     return out
 
 

@@ -345,6 +345,7 @@ def cortexm_figures(workdir=None, *, log=lambda s: None):
       {"target", "compiler", "text_bytes": {"dsp", "plain"},
        "layers": [{"layer", "type", "macs", "dsp", "plain"}],            # BENCH_LAYERS
        "mobilenet_v2": {type: {"dsp", "plain", "macs", "layers"}},        # MAC-weighted over its layers
+       "mobilenet_v2_1x1": [{"layer", "layers", "macs", "dsp", "plain"}],  # its 1x1 convolutions by shape
        "per_type": {type: {"dsp", "plain", "source"}}}                    # the headline figure per type
 
     MobileNetV2's layers are measured at a reduced size (at most 4 x 4 output pixels for 1x1 convolutions,
@@ -369,7 +370,7 @@ def cortexm_figures(workdir=None, *, log=lambda s: None):
             log("cortex-m4: %s" % label)
             per, macs = measure(kind, c, g, hw, stride, act)
             layers.append(dict(layer=label, type=_TYPES[kind], macs=macs, **{b: round(v, 3) for b, v in per.items()}))
-        mix, seen = {}, {}
+        mix, seen, by_shape = {}, {}, {}
         for layer in mobilenet_v2_layers():
             kind = layer["kind"]
             shape = (kind, layer["c"], min(layer["g"], 64), min(layer["hw"], 4 if kind == "1x1" else 8),
@@ -385,6 +386,12 @@ def cortexm_figures(workdir=None, *, log=lambda s: None):
                 m[b] += seen[shape][b] * layer["macs"]
             m["macs"] += layer["macs"]
             m["layers"] += 1
+            if kind == "1x1":
+                row = by_shape.setdefault(shape, dict(layer="1x1 conv %d -> %d%s" % (
+                    layer["c"], layer["g"], ", RELU6" if layer["act"] == "RELU6" else ""), layers=0, macs=0,
+                    **{b: round(seen[shape][b], 3) for b in ("dsp", "plain")}))
+                row["layers"] += 1
+                row["macs"] += layer["macs"]
         total = dict(dsp=0.0, plain=0.0, macs=0, layers=0)
         for m in mix.values():
             for k in total:
@@ -406,7 +413,7 @@ def cortexm_figures(workdir=None, *, log=lambda s: None):
                         ["qemu-system-arm", "--version"]),
                     compiler="%s, %s" % (_tool_version(["arm-none-eabi-gcc", "--version"]), " ".join(CFLAGS[:3])),
                     text_bytes={b: text_size(e) for b, e in elfs.items()},
-                    layers=layers, mobilenet_v2=mix, per_type=per_type)
+                    layers=layers, mobilenet_v2=mix, mobilenet_v2_1x1=list(by_shape.values()), per_type=per_type)
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -28,14 +28,16 @@ _BANDABLE = (D.OP_CONV, D.OP_DWCONV, D.OP_MAXPOOL, D.OP_AVGPOOL, D.OP_ADD, D.OP_
              D.OP_LEAKY_RELU)
 _WEIGHTED = (D.OP_CONV, D.OP_DWCONV)
 _MAX_CHAIN = 12
+_SPLITS = [2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128]     # channel groups tried for split pairs
 
 
 def _al(n):
     return (n + 7) // 8 * 8
 
 
-def find_chains(plan, budget, tile_chain, tile_op):
-    """Lists of op indices, each a chain of two or more ops."""
+def find_chains(plan, budget, tile_chain, tile_op, prior=None):
+    """Lists of op indices, each a chain of two or more ops. prior: (kinds, resident top per op) of a
+    previous plan, for the segment costs (see above)."""
     L = plan.L
     uses = {}
     for i, op in enumerate(L.ops):
@@ -63,29 +65,35 @@ def find_chains(plan, budget, tile_chain, tile_op):
     links = [link(i) for i in range(n - 1)] + [False]
     kind0 = dict(plan.kind)
 
-    def cost(j, i, resident=True):
-        """Bytes moved by ops j..i-1 tiled together (None if they do not fit). Where they only fit
-        with every outside tensor spilled, that is the cost (the planner will spill them)."""
+    def cost(j, i):
+        """Bytes moved by ops j..i-1 tiled together (None if they do not fit). Where they do not fit
+        beside the estimated residents, they cost what they move with every outside tensor spilled
+        (the planner will spill some)."""
         idxs = list(range(j, i))
         inner = {L.ops[m].out for m in idxs[:-1]}
         ext = {L.tensors[t].base for m in idxs for t in L.ops[m].ins if t not in inner}
         ext.add(L.tensors[L.ops[i - 1].out].base)
-        avail = budget - F.STAGING
-        for b in ext:
-            if resident and kind0[b] == F.T_SPILL and L.tensors[b].nbytes * 2 <= budget:
-                plan.kind[b] = F.T_ARENA
-                avail -= _al(L.tensors[b].nbytes)
+        if prior is not None:            # a previous plan's residents, and the SRAM they left
+            kinds, tops = prior
+            res = [b for b in ext if kind0[b] == F.T_SPILL and kinds.get(b) == F.T_ARENA]
+            avail = budget - max(tops[m] for m in idxs)
+        else:
+            res = [b for b in ext if kind0[b] == F.T_SPILL and L.tensors[b].nbytes * 2 <= budget]
+            avail = budget - F.STAGING - sum(_al(L.tensors[b].nbytes) for b in res)
+        got = moved(j, i, res, avail)
+        return got if got is not None else moved(j, i, [], budget - F.STAGING)
+
+    def moved(j, i, res, avail):
+        if avail < 0:
+            return None
+        for b in res:
+            plan.kind[b] = F.T_ARENA
         try:
-            if avail < 0:
-                return cost(j, i, False) if resident else None
-            if len(idxs) > 1:
-                members = tile_chain(plan, idxs, avail)
+            if i - j > 1:
+                members = tile_chain(plan, list(range(j, i)), avail)
             else:
                 got = tile_op(plan, L.ops[j], avail, exact=True)
                 members = [got[1]] if got else None
-            if members is None and resident:
-                plan.kind.update(kind0)
-                return cost(j, i, False)
             return sum(m.read + m.written for m in members) if members else None
         finally:
             plan.kind.update(kind0)
@@ -165,14 +173,15 @@ def tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=False):
     cands = [1] if probe else sorted({-(-H // k) for k in range(1, H + 1)}, reverse=True)
     can_split = any(_splittable(ops, j) for j in range(len(ops)))
     best = None
-    for k in ([1] + ([2, 3, 4, 6, 8, 12, 16, 24, 32] if can_split else [])):
+    splits = _SPLITS if plan.group_members else _SPLITS[:9]
+    for k in ([1] + (splits if can_split else [])):
         # For this k the largest band that fits moves least (fewer weight and halo re-reads); the
         # scratch grows with the band, so bisect over the candidates (largest first).
         lo, hi, got = 0, len(cands), None
         while lo < hi:
             mid = (lo + hi) // 2
-            members = _members(plan, idxs, ops, cands[mid], k, payload_len, OpPlan)
-            if sum(m.scratch for m in members) <= avail:
+            members = _fit(plan, idxs, ops, cands[mid], k, avail, payload_len, OpPlan)
+            if members is not None:
                 hi, got = mid, members
             else:
                 lo = mid + 1
@@ -186,7 +195,40 @@ def tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=False):
     return best[1] if best else None
 
 
-def _members(plan, idxs, ops, r, k, payload_len, OpPlan):
+def _fit(plan, idxs, ops, r, k, avail, payload_len, OpPlan):
+    """Members for bands of r rows and split k within `avail`, or None. Members outside split pairs
+    keep all their weights in SRAM for the whole chain if they can; where that does not fit, the
+    largest weight tiles are cut into channel groups (read again for every band) until it does."""
+    members = _members(plan, idxs, ops, r, k, payload_len, OpPlan)
+    excess = sum(m.scratch for m in members) - avail
+    if excess <= 0:
+        return members
+    if not plan.group_members:
+        return None
+    groups = {}
+    whole = [j for j, m in enumerate(members) if m.op.kind in _WEIGHTED and m.split is None and m.n_groups == 1]
+    for j in sorted(whole, key=lambda j: -payload_len(ops[j], len(ops[j].mult))):
+        op = ops[j]
+        cout = len(op.mult)
+        full = _al(payload_len(op, cout))
+        target = full - excess
+        g = max(1, min(cout, (target - 8) // (op.filt[0].size + 12)))
+        while g > 1 and _al(payload_len(op, g)) > target:
+            g -= 1
+        g = -(-cout // -(-cout // g))           # the same number of groups, evenly sized
+        if g >= cout:
+            continue
+        groups[j] = g
+        excess -= full - _al(payload_len(op, g))
+        if excess <= 0:
+            break
+    if excess > 0:
+        return None
+    members = _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups)
+    return members if sum(m.scratch for m in members) <= avail else None
+
+
+def _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups=None):
     L = plan.L
     last_out = L.tensors[ops[-1].out]
     out_res = plan.kind.get(last_out.base) == F.T_ARENA
@@ -205,7 +247,7 @@ def _members(plan, idxs, ops, r, k, payload_len, OpPlan):
         per = {}
         in_split = j in split or j - 1 in split
         cout = len(op.mult) if op.kind in _WEIGHTED else L.tensors[op.out].c
-        g = -(-cout // k) if in_split else cout
+        g = -(-cout // k) if in_split else (groups or {}).get(j, cout)
         ng = -(-cout // g)
         for kk, t in enumerate(op.ins):
             if t in chain_t:

@@ -8,6 +8,8 @@ Arena layout at op i (offsets from the start of the budget B):
                         of a spilled output, the MEAN accumulator
 
 Algorithm (greedy, not optimal):
+0. Fused chains are chosen first (tiler/fuse.py: dynamic programming over the bytes each segment
+   moves, on an estimate of which tensors stay resident); their intermediates never exist whole.
 1. Start with every intermediate activation resident; the model input and output live on the card.
 2. Place residents with a first-fit interval allocator (largest first), then give each op the space
    above its live residents. If some op cannot tile in what is left, spill a resident live at that op
@@ -15,10 +17,17 @@ Algorithm (greedy, not optimal):
    with everything spilled fixes the minimum budget. Then try to bring each spilled tensor back
    (costliest spill first) and keep it resident if every op still fits and fewer bytes move.
 3. Per op, choose band rows R and output-channel group G among ceil(n/k) candidates, minimising bytes
-   moved, then tiles. Execution is band-outer: with one channel group the weights are read once and
-   kept; with several they are read again for every band (the alternative order, re-reading inputs per
-   group, is not considered yet).
+   moved, then tiles (for each G the largest R that fits is the best: fewer bands never move more).
+   Execution is band-outer: with one channel group the weights are read once and kept; with several
+   they are read again for every band (the alternative order, re-reading inputs per group, would move
+   far less where the weights outweigh the input - MobileNetV2's 7x7 stage at 32 KiB - but the
+   device does not run it).
+4. Steps 0-3 run six times (chain members outside split pairs with or without channel groups, chains
+   cut on the estimate or on the residents of an earlier pass) and the plan moving fewest bytes wins.
+   Tiling results are memoised by (ops, scratch, kinds of their tensors), so later passes are cheap.
 """
+
+import copy
 
 from . import TilerError
 from . import fuse
@@ -77,6 +86,8 @@ class Plan:
         self.progress = None
         self.ops = []
         self.peak = 0
+        self.memo = {}          # tiling results by (ops, scratch, kinds of their tensors): plan_model retiles often
+        self.group_members = True   # chain members outside split pairs may have several channel groups
 
     def base(self, tid):
         return self.L.tensors[self.L.tensors[tid].base]
@@ -104,8 +115,28 @@ def _io_row(L, tid):
     return L.tensors[L.tensors[tid].base].row_bytes + F.TAG_LEN
 
 
+def _kinds(plan, ops):
+    L = plan.L
+    return tuple(plan.kind.get(L.tensors[t].base) for op in ops for t in op.ins + [op.out])
+
+
+def _fresh(opl):
+    """A copy of a memoised OpPlan that the caller may place (top, bufs) without touching the memo."""
+    c = copy.copy(opl)
+    c.bufs = {}
+    return c
+
+
 def _tile_op(plan, op, avail, exact=False):
-    """Best (cost, OpPlan) for op within `avail` scratch bytes, or None."""
+    """Best (cost, OpPlan) for op within `avail` scratch bytes, or None (memoised)."""
+    key = ("op", op.out, avail, exact, _kinds(plan, [op]))
+    if key not in plan.memo:
+        plan.memo[key] = _tile_op1(plan, op, avail, exact)
+    got = plan.memo[key]
+    return (got[0], _fresh(got[1])) if got else None
+
+
+def _tile_op1(plan, op, avail, exact=False):
     L = plan.L
     H = band_height(op, L)
     out = L.tensors[op.out]
@@ -212,9 +243,32 @@ def _place(plan, live, resident):
 
 def plan_model(L, budget, *, _search=True, progress=None):
     """Lowered model -> Plan within `budget` bytes; TilerError naming the op that cannot fit.
-    progress(done, total) is called as ops are tiled (several passes while residency is decided)."""
+    progress(done, total) is called as ops are tiled (several passes while residency is decided).
+
+    The fused chains are cut on an estimate of what stays resident (tiler/fuse.py), so the model is
+    planned several times and the plan moving the fewest bytes is kept: with and without channel
+    groups for chain members outside split pairs, each with the chains cut again knowing the
+    residents of the plan before (which tensors, and the SRAM they left each op)."""
+    first = got = best = _plan_model(L, budget, _search, progress, None, True)
+    if not _search:         # (the bisection for the smallest budget: one pass decides)
+        return best
+    for group_members, prior in ((True, "prev"), (False, None), (False, "prev"), (True, "best"), (False, "best")):
+        try:
+            got = _plan_model(L, budget, _search, progress, {"prev": got, "best": best}.get(prior),
+                              group_members, first.memo)
+        except TilerError:
+            continue
+        if (_moved(got.ops), got.n_tiles) < (_moved(best.ops), best.n_tiles):
+            best = got
+    return best
+
+
+def _plan_model(L, budget, _search, progress, prior, group_members, memo=None):
     plan = Plan(L, budget)
     plan.progress = progress
+    plan.group_members = group_members
+    if memo is not None:
+        plan.memo = memo
     live = _live(L)
     bases = set(live)
     inb, outb = L.tensors[L.input].base, L.tensors[L.output].base
@@ -225,7 +279,8 @@ def plan_model(L, budget, *, _search=True, progress=None):
     # run inside a fused chain (tiler/fuse.py), whose intermediates never exist at full size.
     need = [(STAGING + min_scratch(plan, op), i) for i, op in enumerate(L.ops)]
     plan.min_sram = max(need)[0] if need else STAGING
-    plan.chains = fuse.find_chains(plan, budget, _tile_chain, _tile_op)
+    plan.chains = fuse.find_chains(plan, budget, _tile_chain, _tile_op,
+                                   prior and (prior.kind, [o.res_top for o in prior.ops]))
     chained = {i for c in plan.chains for i in c}
     for n, i in sorted(need, reverse=True):
         if n > budget and i not in chained:
@@ -331,7 +386,8 @@ def _try(plan, live, inner, resident):
             members = _tile_chain(plan, c, budget - top) if top <= budget else None
             if members is None:
                 return offs, plans, i
-            for m in members:
+            for j, m in zip(c, members):
+                m.res_top = top_at(j)
                 m.top = top
                 top += m.scratch
             plans.extend(members)
@@ -341,18 +397,22 @@ def _try(plan, live, inner, resident):
         got = _tile_op(plan, L.ops[i], budget - top, exact=True) if top <= budget else None
         if got is None:
             return offs, plans, i
-        got[1].top = top
+        got[1].top = got[1].res_top = top
         plans.append(got[1])
         i += 1
     return offs, plans, None
 
 
 def _tile_chain(plan, idxs, avail, probe=False):
-    members = fuse.tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=probe)
-    if members:
-        for m in members:
-            m.in_chain = True
-    return members
+    key = ("chain", tuple(idxs), avail, probe, plan.group_members, _kinds(plan, [plan.L.ops[i] for i in idxs]))
+    if key not in plan.memo:
+        members = fuse.tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=probe)
+        if members:
+            for m in members:
+                m.in_chain = True
+        plan.memo[key] = members
+    members = plan.memo[key]
+    return [_fresh(m) for m in members] if members else members
 
 
 def _finish(plan, plans):

@@ -171,7 +171,8 @@ static inline int32_t ts_mbqm_single(int32_t x, int32_t mult, int32_t shift)
  *   out  out int8, oh rows of stride out_w*out_c; g channels written per pixel
  * Fast path: pixels in pairs, each pair's receptive fields gathered once into int16 columns (zero point
  * subtracted, padding 0; a 1x1 filter widens its input pixel directly), then 2 channels x 2 pixels per
- * inner product; filters longer than TS_COL_MAX are taken TS_COL_MAX values at a time (ts_conv.c). */
+ * inner product; filters longer than TS_COL_MAX are taken TS_COL_MAX values at a time; on Cortex-M with the
+ * DSP extension, requantization fused into the channel-pair loop where SMMLAR is exact (ts_conv.c). */
 ts_status ts_conv_s8(const int32_t *p, int32_t y0, int32_t oh, int32_t g,
                      int32_t in_h, const int8_t *in, const int8_t *wts, int8_t *out);
 ts_status ts_conv_s8_ref(const int32_t *p, int32_t y0, int32_t oh, int32_t g,

@@ -9,7 +9,8 @@ costs a few rows of SRAM and no card I/O, at the price of the recomputed MACs.
 Which links to fuse (not optimal): a link op_i -> op_i+1 is a candidate when op_i's output is read
 only by op_i+1, is no model output and has no RESHAPE views, both ops are row-band ops, and the
 tensor is large next to the budget (more than a quarter of it: smaller ones usually stay resident).
-Chains are cut by dynamic programming over the ops: every segment (one op, or a chain of up to
+A MEAN may end a chain (its bands run over its input rows into its accumulator: MobileNetV2's
+7x7x1280 map is then never spilled). Chains are cut by dynamic programming over the ops: every segment (one op, or a chain of up to
 _MAX_CHAIN ops that fits the budget alone) costs the bytes it moves when tiled - weight re-reads
 per band, halo re-reads, a split convolution's input fetched per group, the spill of each broken
 link - and the cuts minimise the sum. The segment costs assume the tensors outside a segment are
@@ -51,7 +52,7 @@ def find_chains(plan, budget, tile_chain, tile_op, prior=None):
     def link(i):
         op, nxt = L.ops[i], L.ops[i + 1]
         t = L.tensors[op.out]
-        return (op.kind in _BANDABLE and nxt.kind in _BANDABLE and t.base == t.id and views[t.id] == 1
+        return (op.kind in _BANDABLE and nxt.kind in _BANDABLE + (D.OP_MEAN,) and t.base == t.id and views[t.id] == 1
                 and t.id != outb and uses.get(t.id) == [i + 1] and t.nbytes * 4 > budget)
 
     # Where to break: dynamic programming over the op sequence, minimising the bytes every segment
@@ -136,11 +137,17 @@ def _row_macs(op, L):
     return 0
 
 
+def _height(L, op):
+    """Rows a chain's last op runs its bands over: a MEAN (which may end a chain) accumulates its
+    input rows band by band."""
+    return L.tensors[op.ins[0]].h if op.kind == D.OP_MEAN else L.tensors[op.out].h
+
+
 def bands_of(plan, idxs, r):
     """For bands of r rows of the last op: per band, the (lo, hi) output rows of every member."""
     L = plan.L
     ops = [L.ops[i] for i in idxs]
-    H = L.tensors[ops[-1].out].h
+    H = _height(L, ops[-1])
     res = []
     for b0 in range(0, H, r):
         rng = [None] * len(ops)
@@ -169,7 +176,7 @@ def tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=False):
     input rows again for every group."""
     L = plan.L
     ops = [L.ops[i] for i in idxs]
-    H = L.tensors[ops[-1].out].h
+    H = _height(L, ops[-1])
     cands = [1] if probe else sorted({-(-H // k) for k in range(1, H + 1)}, reverse=True)
     can_split = any(_splittable(ops, j) for j in range(len(ops)))
     best = None
@@ -278,6 +285,10 @@ def _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups=None):
         width = g if j in split else t.c          # a split convolution's buffer holds one group
         if j < len(ops) - 1:
             need.append(("chain", max(rng[j][1] - rng[j][0] for rng in bands) * t.w * width))
+        elif op.kind == D.OP_MEAN:
+            if not out_res:
+                need.append(("out", t.row_bytes))
+            need.append(("acc", 4 * t.c))
         elif not out_res:
             need.append(("out", r * t.row_bytes))
         if j in split:

@@ -319,11 +319,26 @@ def _plan_model(L, budget, _search, progress, prior, group_members, memo=None):
             continue
         resident.discard(max(cands, key=lambda b: (b not in touched, L.tensors[b].nbytes)))
     # Greedy spilling overshoots: bring back what fits, the tensors whose spill costs most first.
-    for b in sorted(set(inner) - resident, key=lambda b: -L.tensors[b].nbytes * _uses(L, b)):
-        got = _try(plan, live, inner, resident | {b})
-        if got[2] is None and _moved(got[1]) < _moved(plans):
-            resident.add(b)
-            offs, plans = got[0], got[1]
+    # A resident can also cost more than its spill: the SRAM it holds gives other ops fewer bands
+    # (fewer weight re-reads). Spill such tensors, then try bringing the others back again.
+    for rnd in range(3):
+        changed = False
+        for b in sorted(set(inner) - resident, key=lambda b: -L.tensors[b].nbytes * _uses(L, b)):
+            got = _try(plan, live, inner, resident | {b})
+            if got[2] is None and _moved(got[1]) < _moved(plans):
+                resident.add(b)
+                offs, plans = got[0], got[1]
+                changed = True
+        if rnd == 2:
+            break
+        for b in sorted(resident, key=lambda b: -L.tensors[b].nbytes):
+            got = _try(plan, live, inner, resident - {b})
+            if got[2] is None and _moved(got[1]) < _moved(plans):
+                resident.discard(b)
+                offs, plans = got[0], got[1]
+                changed = True
+        if not changed:
+            break
     for b in inner:
         plan.kind[b] = F.T_ARENA if b in resident else F.T_SPILL
     plan.arena_off = offs

@@ -254,7 +254,8 @@ def plan_model(L, budget, *, _search=True, progress=None):
         return best
     for group_members, prior in ((True, "prev"), (False, None), (False, "prev"), (True, "best"), (False, "best")):
         try:
-            got = _plan_model(L, budget, _search, progress, {"prev": got, "best": best}.get(prior),
+            # (no bisection for an error message here: a failing extra pass is just not kept)
+            got = _plan_model(L, budget, False, progress, {"prev": got, "best": best}.get(prior),
                               group_members, first.memo)
         except TilerError:
             continue
@@ -355,6 +356,14 @@ def _widen(L, live, chains):
                 b = L.tensors[t].base
                 f, l = live[b]
                 live[b] = (min(f, c[0]), max(l, c[-1]))
+
+
+def smallest_budget(L):
+    """The smallest budget (to 256 bytes) at which the lowered model plans, found by bisection. Fused
+    chains can take it below what the largest op needs on its own (Plan.min_sram, an upper bound).
+    Planning is greedy, so feasibility is not strictly monotonic in the budget: this is the bisection's
+    answer, as the error for a too-small budget gives it."""
+    return _smallest(L, plan_model(L, 1 << 30, _search=False).min_sram)
 
 
 def _smallest(L, hi):

@@ -56,7 +56,8 @@ def tflm_arena(model):
 
 def zoo_rows(models, budgets, cache_dir, log):
     from ..tiler import TilerError
-    from ..tiler.compile import compile_model
+    from ..tiler.compile import compile_model, load_tflite, lower
+    from ..tiler.plan import smallest_budget
     from .inspect import plan_info
     from .verify import verify
     rows = []
@@ -68,9 +69,15 @@ def zoo_rows(models, budgets, cache_dir, log):
         else:
             model = zoo_model(name, cache_dir)
         arena = tflm_arena(model)
+        t = time.perf_counter()
+        try:
+            smallest = smallest_budget(lower(load_tflite(model)))
+        except TilerError:                 # an operator the tiler does not support: every row says so below
+            smallest = None
+        log("  smallest budget %s (bisection, %.0f s)" % (smallest, time.perf_counter() - t))
         for b in budgets:
             log("  %s at %d bytes" % (name, b))
-            row = dict(model=name, budget=b, tflm_arena=arena)
+            row = dict(model=name, budget=b, tflm_arena=arena, smallest_budget=smallest)
             t = time.perf_counter()
             try:
                 image, plan = compile_model(model, sram=b, key=KEY)

@@ -9,16 +9,21 @@ def _zoo(rows):
     out = ["## Models out of core (zoo)", "",
            "Every row is one compile and one `verify` in this run: every intermediate tensor against TFLite's "
            "reference kernels, the output against TFLite Micro. `io_amplification` = bytes moved / "
-           "`io_min` (weights read once, input read once, output written once).", "",
-           "| model | budget | compiled | peak SRAM | min_sram | TFLM arena | TFLM arena / our peak | tiles | io_amplification | spill bytes | compile | bit-exact (all tensors) | TFLM output equal |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "`io_min` (weights read once, input read once, output written once). `min_sram` is the smallest "
+           "budget the model compiles at (bisection to 256 bytes, once per model, as the error for a too-small "
+           "budget reports it); `ops alone from` is the budget from which every op fits on its own (the image "
+           "header's figure): below it, ops run only inside fused chains.", "",
+           "| model | budget | compiled | peak SRAM | min_sram | ops alone from | TFLM arena | TFLM arena / our peak | tiles | io_amplification | spill bytes | compile | bit-exact (all tensors) | TFLM output equal |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        small = r.get("smallest_budget")
+        small = "%d" % small if small else "-"
         if not r.get("compiled"):
-            out.append("| %s | %s | no: %s | | | %s | | | | | | | |" % (
-                r["model"], _kib(r["budget"]), r["error"].split(";")[0], _kib(r["tflm_arena"])))
+            out.append("| %s | %s | no: %s | | %s | | %s | | | | | | | |" % (
+                r["model"], _kib(r["budget"]), r["error"].split(";")[0], small, _kib(r["tflm_arena"])))
             continue
-        out.append("| %s | %s | yes | %d | %d | %d | %.1fx | %d | %.3f | %d | %.1f s | %s | %s |" % (
-            r["model"], _kib(r["budget"]), r["peak_sram"], r["min_sram"], r["tflm_arena"],
+        out.append("| %s | %s | yes | %d | %s | %d | %d | %.1fx | %d | %.3f | %d | %.1f s | %s | %s |" % (
+            r["model"], _kib(r["budget"]), r["peak_sram"], small, r["min_sram"], r["tflm_arena"],
             r["tflm_arena"] / float(r["peak_sram"]), r["tiles"], r["io_amplification"], r["spill_bytes"],
             r["compile_s"], "yes (%d)" % r["tensors_compared"] if r["bit_exact"] else "**NO**",
             {True: "yes", False: "**NO**", None: "-"}[r["tflm_output_bit_exact"]]

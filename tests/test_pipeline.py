@@ -118,6 +118,24 @@ def test_smallest_budget_goes_below_ops_alone_through_fusion(key):
     assert "--sram %d" % small in str(e.value), str(e.value)
 
 
+def test_grouped_depthwise_chain_member_keeps_whole_input_channels(key):
+    """A depthwise with depth multiplier 6 inside a fused chain, its weights cut into channel groups
+    (tight budgets): every group is a multiple of the multiplier, and every image runs bit-exact (groups
+    cutting an input channel's outputs apart made the kernel refuse them)."""
+    from tileswap.device import opdefs as D
+    tfl = model("dw_mult_in_chain")
+    grouped = 0
+    for sram in range(4000, 5200, 64):
+        image, plan = compile_model(tfl, sram=sram, key=key)
+        for o in plan.ops:
+            if o.op.kind == D.OP_DWCONV and o.in_chain and o.n_groups > 1:
+                grouped += 1
+                assert o.group % 6 == 0, (sram, o.group)
+        res = verify(tfl, image, key, inputs=1, seed=sram, tflm=False)
+        assert res["bit_exact"], (sram, res["first_mismatches"])
+    assert grouped, "no budget exercised a grouped depthwise chain member"
+
+
 def _counters_equal_plan(image, key, sram):
     """The device's counters equal the plan's figures (split pairs re-fetch inputs per group, chains
     load every member's first tile when they start: the plan must count what the device does)."""

@@ -250,6 +250,16 @@ def dw_mult2_valid_stride2():
     return _finish("dw_mult2_valid_stride2", x, L.DepthwiseConv2D(3, strides=2, depth_multiplier=2)(x))
 
 
+@case("CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D")
+def dw_mult_in_chain():
+    """1x1 conv -> 5x5 depthwise with depth multiplier 6 -> 1x1 conv: at tight budgets the depthwise is a
+    fused-chain member whose weights are cut into channel groups, which must hold whole input channels."""
+    L, x = _start("dw_mult_in_chain", (12, 12, 8))
+    y = L.Conv2D(8, 1, activation="relu")(x)
+    y = L.DepthwiseConv2D(5, depth_multiplier=6, padding="same")(y)
+    return _finish("dw_mult_in_chain", x, L.Conv2D(8, 1)(y))
+
+
 @case("DEPTHWISE_CONV_2D")
 def dw_relu6():
     """DEPTHWISE_CONV_2D with fused RELU6 (MobileNet's block)."""

@@ -17,8 +17,9 @@ link - and the cuts minimise the sum. The segment costs assume the tensors outsi
 resident when they take at most half the budget and spilled otherwise, and know nothing of skip
 connections live across the segment; residents and band sizes are then planned around the chains
 by tiler/plan.py, so the cut is optimal only for that estimate.
-Within a chain, every channel split k (1, 2, 3, ..., 32 groups for split pairs) is tried with the
-largest band that fits, and the one moving fewest bytes is kept.
+Within a chain, every channel split k of _SPLITS (no split, then 2, 3, 4, 6, ... groups for split pairs:
+up to 128 when chain members may take channel groups, 32 otherwise) is tried with the largest band
+that fits, and the one moving fewest bytes is kept.
 """
 
 from ..device import format as F
@@ -219,10 +220,13 @@ def _fit(plan, idxs, ops, r, k, avail, payload_len, OpPlan):
         cout = len(op.mult)
         full = _al(payload_len(op, cout))
         target = full - excess
-        g = max(1, min(cout, (target - 8) // (op.filt[0].size + 12)))
-        while g > 1 and _al(payload_len(op, g)) > target:
-            g -= 1
-        g = -(-cout // -(-cout // g))           # the same number of groups, evenly sized
+        # a depthwise convolution's groups hold whole input channels: multiples of its depth multiplier
+        unit = op.geom.get("dm", 1) if op.kind == D.OP_DWCONV else 1
+        g = max(unit, min(cout, (target - 8) // (op.filt[0].size + 12)) // unit * unit)
+        while g > unit and _al(payload_len(op, g)) > target:
+            g -= unit
+        m = cout // unit
+        g = -(-m // -(-m // (g // unit))) * unit     # the same number of groups, evenly sized
         if g >= cout:
             continue
         groups[j] = g

@@ -90,9 +90,10 @@ def cmd_compile(a):
         print(json.dumps(info))
     else:
         print("wrote %s: %d ops, %d tiles (%d weight tiles), %d bytes; peak SRAM %d of %d (every op fits on its own "
-              "from %d); per inference %d bytes read, %d written"
+              "from %d%s); per inference %d bytes read, %d written"
               % (a.output, len(info["ops"]), info["tiles"], info["tile_records"], info["image_bytes"],
-                 info["peak_sram"], a.sram, plan.min_sram, info["io_read_bytes"], info["io_write_bytes"]))
+                 info["peak_sram"], a.sram, plan.min_sram, "; fused chains run the others" if plan.min_sram > a.sram
+                 else "", info["io_read_bytes"], info["io_write_bytes"]))
 
 
 def cmd_plan(a):

@@ -289,7 +289,6 @@ def _plan_model(L, budget, _search, progress, prior, group_members, memo=None):
             raise TilerError("SRAM budget %d bytes is too small: op #%d %s (TFLite op #%d) needs %d bytes on its own "
                              "and cannot be fused here; the smallest budget that works for this model is --sram %d"
                              % (budget, i, op.name, op.tfl_op, n, (_smallest(L, plan.min_sram) if _search else plan.min_sram)))
-    plan.min_sram = min(plan.min_sram, budget)
     chain_t = {L.ops[i].out for c in plan.chains for i in c[:-1]}
     for b in chain_t:
         plan.kind[b] = F.T_CHAIN

@@ -317,7 +317,7 @@ def forget():
     CPython keeps it (host tools open images again and again)."""
     if sys.implementation.name != "micropython":
         return
-    pkg = __name__.rpartition(".")[0]
+    pkg = __name__[:__name__.rfind(".")]     # (str.rpartition is optional in MicroPython builds)
     sys.modules.pop(__name__, None)
     p = sys.modules.get(pkg)
     if p is not None and "validate" in dir(p):

@@ -11,7 +11,7 @@ def _zoo(rows):
            "reference kernels, the output against TFLite Micro. `io_amplification` = bytes moved / "
            "`io_min` (weights read once, input read once, output written once). `min_sram` is the smallest "
            "budget the model compiles at (bisection to 256 bytes, once per model, as the error for a too-small "
-           "budget reports it); `ops alone from` is the budget from which every op fits on its own (the image "
+           "budget reports it, or a lower budget of the table if one compiled); `ops alone from` is the budget from which every op fits on its own (the image "
            "header's figure): below it, ops run only inside fused chains.", "",
            "| model | budget | compiled | peak SRAM | min_sram | ops alone from | TFLM arena | TFLM arena / our peak | tiles | io_amplification | spill bytes | compile | bit-exact (all tensors) | TFLM output equal |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -41,9 +41,10 @@ def _latency(rows):
     for r in rows:
         out.append("| %s | %.4f | %.2fx |" % (r["runtime"], r["seconds"], r["seconds"] / base))
     if any(r.get("floor") for r in rows):
-        out += ["", "The *floor* rows time the checks and decryption alone (one call each, no per-tile work): an "
-                "out-of-core run with CRC, MAC and AES on cannot be faster than the bytes it moves allow, whatever "
-                "its kernels."]
+        out += ["", "The no-op-kernel row and the *floor* rows bound what faster kernels could give: the first "
+                "times the runtime without its kernels (the device's tile loop, in Python here as on a board, plus "
+                "card IO and checks); the floors time the checks and decryption alone (one call each, no per-tile "
+                "work), which no out-of-core run with CRC, MAC and AES on can beat for the bytes it moves."]
     return out
 
 

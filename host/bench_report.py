@@ -26,11 +26,12 @@ def _zoo(rows):
             r["model"], _kib(r["budget"]), r["peak_sram"], small, r["min_sram"], r["tflm_arena"],
             r["tflm_arena"] / float(r["peak_sram"]), r["tiles"], r["io_amplification"], r["spill_bytes"],
             r["compile_s"], "yes (%d)" % r["tensors_compared"] if r["bit_exact"] else "**NO**",
-            {True: "yes", False: "**NO**", None: "-"}[r["tflm_output_bit_exact"]]
-            + (" (TFLM differs from the reference)" if r.get("tflm_differs_from_reference") else "")))
-    out += ["", "A TFLM **NO** beside a bit-exact *yes* means TFLite Micro's output differed from tileswap's while "
-            "tileswap equalled TFLite's reference kernels on every tensor: the two oracles disagree on that input "
-            "(newer runs mark it and hold tileswap to the reference there; see host/verify.py)."]
+            "no: TFLM differs from TFLite's reference kernels, which tileswap equals"
+            if r.get("tflm_differs_from_reference") else
+            {True: "yes", False: "**NO**", None: "-"}[r["tflm_output_bit_exact"]]))
+    out += ["", "*no: TFLM differs ...* means the two oracles disagree on that input: TFLite Micro's output differs "
+            "from TFLite's reference kernels, and tileswap equals the reference on every tensor (host/verify.py holds "
+            "tileswap to the reference there)."]
     return out
 
 

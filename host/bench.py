@@ -77,7 +77,7 @@ def zoo_rows(models, budgets, cache_dir, log):
         log("  smallest budget %s (bisection, %.0f s)" % (smallest, time.perf_counter() - t))
         for b in budgets:
             log("  %s at %d bytes" % (name, b))
-            row = dict(model=name, budget=b, tflm_arena=arena, smallest_budget=smallest)
+            row = dict(model=name, budget=b, tflm_arena=arena)
             t = time.perf_counter()
             try:
                 image, plan = compile_model(model, sram=b, key=KEY)
@@ -98,8 +98,8 @@ def zoo_rows(models, budgets, cache_dir, log):
         # The bisection works to 256 bytes and plans one pass per step; a budget compiled above can be lower
         known = [r["budget"] for r in rows if r["model"] == name and r.get("compiled")]
         for r in rows:
-            if r["model"] == name and smallest is not None:
-                r["smallest_budget"] = min([smallest] + known)
+            if r["model"] == name:
+                r["smallest_budget"] = min([smallest] + known) if smallest is not None else None
     return rows
 
 
@@ -160,7 +160,7 @@ def latency_rows(cache_dir, log, budget=64 * 1024):
                      info["io_read_bytes"] + info["io_write_bytes"]),
                     ("io_min, %d bytes (any plan)" % info["io_min_bytes"], info["io_min_bytes"])):
         rows.append(dict(runtime="floor: CRC32 + HMAC-SHA256 + AES-256-CTR alone over %s" % what,
-                         seconds=_median_time(lambda n=n: _crypto_pass(n)), floor=True))
+                         seconds=_median_time(lambda data=bytes(n): _crypto_pass(data)), floor=True))
     return rows
 
 
@@ -175,14 +175,11 @@ class _Idle:
         return (lambda *a, **k: None) if name.endswith("_s8") and callable(fn) else fn
 
 
-def _crypto_pass(n):
+def _crypto_pass(data):
     import hashlib
     import hmac
     import zlib
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-    data = _crypto_pass.buf if len(getattr(_crypto_pass, "buf", b"")) == n else None
-    if data is None:
-        data = _crypto_pass.buf = bytes(n)
     zlib.crc32(data)
     hmac.new(KEY, data, hashlib.sha256).digest()
     Cipher(algorithms.AES(hashlib.sha256(KEY).digest()), modes.CTR(bytes(16))).encryptor().update(data)

@@ -94,11 +94,6 @@ def summary(info):
              "per inference: %.0f ms with IO overlapped, %.0f ms without, %.0f ms in-core: slowdown %.2fx (%.2fx "
              "without overlap)" % (info["latency_ms"], info["latency_serial_ms"], info["latency_in_core_ms"],
                                    info["slowdown"] or 0, info["slowdown_serial"] or 0),
-             ] + ([
-             "floor: %.2fx is the least any plan can reach here: decrypting and authenticating io_min once takes "
-             "%.0f ms of core time beside the %.0f ms in-core compute; this plan also recomputes %.2fx the MACs" % (
-                 info["slowdown_floor"], info["crypto_floor_ms"], info["latency_in_core_ms"], info["recompute_factor"])
-             ] if "slowdown_floor" in info else []) + [
              "time: compute %.0f ms, crypto %.0f ms, card IO %.0f ms (%s card commands)" % (
                  info["compute_ms"], info["crypto_ms"], info["io_ms"], info["io_counts"]),
              "energy: %.1f mJ per inference (compute %.1f, IO %.1f; in-core %.1f); %.2f mW average at 1/min" % (
@@ -110,6 +105,11 @@ def summary(info):
                                    w["bytes_per_erase_block_per_inference_max"], years(w["lifetime_years_at_1_per_min"]),
                                    "the card's wear levelling over its capacity" if w["wear_levelling"] == "card"
                                    else "raw flash, hottest block: the %s" % w["hottest_block"])]
+    if "slowdown_floor" in info:
+        lines.insert(2, "floor: %.2fx is the least any plan can reach here: decrypting and authenticating io_min once "
+                        "takes %.0f ms of core time beside the %.0f ms in-core compute; this plan also recomputes %.2fx "
+                        "the MACs" % (info["slowdown_floor"], info["crypto_floor_ms"], info["latency_in_core_ms"],
+                                      info["recompute_factor"]))
     lines += ["warning: " + x for x in info["warnings"]]
     return lines
 

@@ -63,6 +63,8 @@ class _State:
         self.cout = op.p[_PF_OUT_C] if op.kind == _OP_FC else out[5]
         self.weighted = op.first_tile != _NO_BUF
         self.wts = None
+        self.band = -1          # a split convolution's band whose input rows are fetched (offs, rows)
+        self.offs = self.rows = None
         for tid in op.ins:
             _claim_resident(rt, tid)
         _claim_resident(rt, op.out)
@@ -157,19 +159,27 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
     out = st.out
     orb = st.orb
     cout = st.cout
-    offs = []
-    rows = []
-    for j in range(len(op.ins)):
-        tid = op.ins[j]
-        a, b = in_rows(kind, p, op.pad_t, T[tid][3], r0, r1)
-        if op.flags & _OPF_SPLIT_IN:      # the producer's buffer holds one group: rows of w * group bytes
-            t = T[tid]
-            offs.append(t[6] + (a - rt.chain_start[tid]) * t[4] * op.group)
-        else:
-            offs.append(rt._fetch(tid, a, b, bufs[j]))
-        rows.append((a, b))
-    where = out[0]
     narrow = op.flags & _OPF_SPLIT_OUT
+    if narrow and only > 0 and st.band == r0:
+        offs = st.offs        # a later group of a split band: its input rows are in the band buffers already
+        rows = st.rows
+    else:
+        offs = []
+        rows = []
+        for j in range(len(op.ins)):
+            tid = op.ins[j]
+            a, b = in_rows(kind, p, op.pad_t, T[tid][3], r0, r1)
+            if op.flags & _OPF_SPLIT_IN:      # the producer's buffer holds one group: rows of w * group bytes
+                t = T[tid]
+                offs.append(t[6] + (a - rt.chain_start[tid]) * t[4] * op.group)
+            else:
+                offs.append(rt._fetch(tid, a, b, bufs[j]))
+            rows.append((a, b))
+        if narrow:
+            st.offs = offs
+            st.rows = rows
+            st.band = r0
+    where = out[0]
     if kind == _OP_MEAN:
         o_off = out[6] if where == _T_ARENA else bufs[5]
     elif where == _T_ARENA:
@@ -232,7 +242,12 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
         elif kind == _OP_MEAN:
             tin = T[op.ins[0]]
             a, b = rows[0]
-            k.mean_acc_s8(st.acc, mv, offs[0], (b - a) * tin[4], tin[5])
+            if only >= 0:      # one channel group of a split convolution: its slice of the sums
+                if cout % op.group:
+                    raise ValueError("a MEAN's channel groups must divide its %d channels" % cout)
+                k.mean_acc_s8(st.acc[4 * only:4 * (only + op.group)], mv, offs[0], (b - a) * tin[4], op.group)
+            else:
+                k.mean_acc_s8(st.acc, mv, offs[0], (b - a) * tin[4], tin[5])
         elif kind == _OP_CONCAT:
             _concat(rt, op, o_off, offs, (r1 - r0) * out[4], cout)
         elif kind == _OP_PAD:
@@ -240,11 +255,15 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
         else:
             raise ValueError("op kind %d" % kind)
         stats["tiles"] += 1
+    if only >= 0 and only + op.group < cout:
+        # A split op's rows are complete (and spilled) only after its last group; a split convolution
+        # keeps its input band claimed for the next group, which reads it again from SRAM.
+        if not narrow:
+            _release(rt, op)
+        return
     if kind == _OP_MEAN and last_band:
         k.mean_out_s8(p, mv, o_off, st.acc)
-    if only >= 0 and only + op.group < cout:
-        pass                 # a split op's rows are complete (and spilled) only after its last group
-    elif where != _T_ARENA and where != _T_CHAIN:
+    if where != _T_ARENA and where != _T_CHAIN:
         if kind == _OP_MEAN:
             if last_band:
                 rt._write_row(op.out, 0, mv, o_off)
@@ -254,6 +273,10 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
         else:
             for r in range(r0, r1):
                 rt._write_row(op.out, r, mv, o_off + (r - r0) * orb)
+    _release(rt, op)
+
+
+def _release(rt, op):
     for j in range(len(op.ins)):
         rt.arena.release(1000 + op.ins[j])
 

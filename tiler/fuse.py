@@ -162,9 +162,12 @@ def bands_of(plan, idxs, r):
 
 
 def _splittable(ops, j):
-    """ops[j] (a convolution) feeds ops[j+1] (a depthwise, multiplier 1): they can run by channel groups."""
-    return (j + 1 < len(ops) and ops[j].kind == D.OP_CONV and ops[j + 1].kind == D.OP_DWCONV
-            and ops[j + 1].geom.get("dm", 1) == 1)
+    """ops[j] (a convolution) feeds ops[j+1] (a depthwise of multiplier 1, or a MEAN ending the chain),
+    whose channels are independent: they can run by channel groups."""
+    if j + 1 >= len(ops) or ops[j].kind != D.OP_CONV:
+        return False
+    nxt = ops[j + 1]
+    return (nxt.kind == D.OP_DWCONV and nxt.geom.get("dm", 1) == 1) or nxt.kind == D.OP_MEAN
 
 
 def tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=False):
@@ -173,8 +176,9 @@ def tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=False):
     If no band fits, a convolution feeding a depthwise convolution is split into k channel groups: the
     convolution computes one group into a narrow buffer and the depthwise consumes it at once (its
     channels are independent), so the widest intermediate is never held at full width. The weight
-    tiles of split ops are read again for every band, and a split convolution fetches its (spilled)
-    input rows again for every group."""
+    tiles of split ops are read again for every band; a split convolution fetches its (spilled) input
+    rows once per band and keeps them for all its groups. A MEAN ending the chain may take the
+    depthwise's place: it sums each group's channels as they come."""
     L = plan.L
     ops = [L.ops[i] for i in idxs]
     H = _height(L, ops[-1])
@@ -258,7 +262,13 @@ def _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups=None):
         per = {}
         in_split = j in split or j - 1 in split
         cout = len(op.mult) if op.kind in _WEIGHTED else L.tensors[op.out].c
-        g = -(-cout // k) if in_split else (groups or {}).get(j, cout)
+        if in_split:
+            g = -(-cout // k)
+            if ops[j + 1 if j in split else j].kind == D.OP_MEAN:
+                while cout % g:     # the MEAN sums whole groups: its narrow input has no partial last one
+                    g -= 1
+        else:
+            g = (groups or {}).get(j, cout)
         ng = -(-cout // g)
         for kk, t in enumerate(op.ins):
             if t in chain_t:
@@ -272,7 +282,7 @@ def _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups=None):
                 a, b = S.in_rows(op.kind, op.p, op.geom.get("pad_t", 0), L.tensors[t].h, *rng[j])
                 ra, rz = S.cover(L.tensors[t].row_bytes, base.row_bytes, a, b)
                 mx = max(mx, (rz - ra) * base.row_bytes)
-                rd += (rz - ra) * (base.row_bytes + F.TAG_LEN) * (ng if j in split else 1)   # per group
+                rd += (rz - ra) * (base.row_bytes + F.TAG_LEN)     # once per band, groups too
             need.append(("in%d" % kk, mx))
             per[base.id] = per.get(base.id, 0) + rd - rd0
         t = L.tensors[op.out]
@@ -300,8 +310,9 @@ def _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups=None):
             opl.p[D.P_OUT_C] = g
             opl.split = "out"
         elif j - 1 in split:
-            opl.p = list(op.p)
-            opl.p[D.P_IN_C] = g
+            if op.kind != D.OP_MEAN:        # a MEAN takes the group's width as a kernel argument
+                opl.p = list(op.p)
+                opl.p[D.P_IN_C] = g
             opl.split = "in"
         opl.need = need
         opl.in_reads = per

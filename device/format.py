@@ -45,6 +45,8 @@ T_OUTPUT = const(3)                  # the model output, read back from the card
 T_CHAIN = const(4)                   # inside a fused chain: only bands of it exist, in a buffer at arena_off
 T_FMT = "<BBHIIIIIIi"                # kind, flags, base (alias of; own index if none), h, w, c,
 T_SIZE = const(32)                   # arena_off, spill_blk (relative to spill region), slot_blocks, zp
+TF_CHUNKED = const(1)                # flags: a T_SPILL stored in channel chunks: arena_off holds the
+                                     # channels per unit; row r's unit u sits in slot r * (c / chunk) + u
 
 # Op records: a fixed part, N_BUFS u32 scratch offsets, then n_p int32 parameters.
 OP_FMT = "<BBBBHHHHHHHHHHIIIIQ"

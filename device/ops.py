@@ -44,6 +44,8 @@ _OPF_SPLIT_IN = const(4)
 _OPF_SPLIT_OUT = const(2)
 _T_ARENA = const(0)
 _T_CHAIN = const(4)
+_T_SPILL = const(1)
+_TF_CHUNKED = const(1)
 
 
 _OUT_BAND = const(-3)        # arena claim owners (copies of arena.py's)
@@ -180,6 +182,7 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
             st.rows = rows
             st.band = r0
     where = out[0]
+    chunked = 0
     if kind == _OP_MEAN:
         o_off = out[6] if where == _T_ARENA else bufs[5]
     elif where == _T_ARENA:
@@ -188,6 +191,12 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
         o_off = out[6]
         rt.chain_start[op.out] = r0
         rt.arena.claim(op.out, o_off, (r1 - r0) * (out[4] * op.group if narrow else orb))
+    elif T[out[2]][1] & _TF_CHUNKED:   # one group of a split depthwise: written unit by unit below
+        if only < 0 or kind != _OP_DWCONV or T[out[2]][6] != op.group:
+            raise ValueError("tensor %d is stored in chunks of %d channels; op writes groups of %d"
+                             % (out[2], T[out[2]][6], op.group))
+        o_off = rt.arena.claim(_OUT_BAND, bufs[5], (r1 - r0) * out[4] * op.group)
+        chunked = 1
     else:
         o_off = rt.arena.claim(_OUT_BAND, bufs[5], (r1 - r0) * orb if kind != _OP_FC else out[3] * orb)
     stats = rt.stats
@@ -207,7 +216,7 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
                     k.conv_s8(p, mv, o_off + (0 if narrow else g0), mv, offs[0], b - a, y0, oh, st.wts, g)
                     stats["macs"] += oh * out[4] * g * p[_P_KH] * p[_P_KW] * cin
                 elif op.flags & _OPF_SPLIT_IN:    # input channel k of the narrow buffer is channel g0 + k
-                    k.dwconv_s8(p, mv, o_off + g0, mv, offs[0], b - a, y0, oh, st.wts, 0, g)
+                    k.dwconv_s8(p, mv, o_off + (0 if chunked else g0), mv, offs[0], b - a, y0, oh, st.wts, 0, g)
                     stats["macs"] += oh * out[4] * g * p[_P_KH] * p[_P_KW]
                 else:
                     k.dwconv_s8(p, mv, o_off + g0, mv, offs[0], b - a, y0, oh, st.wts, g0, g)
@@ -255,6 +264,13 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
         else:
             raise ValueError("op kind %d" % kind)
         stats["tiles"] += 1
+    if chunked:                          # the group's units of every band row
+        n = cout // op.group
+        ub = out[4] * op.group
+        for r in range(r0, r1):
+            rt._write_row(op.out, r * n + only // op.group, mv, o_off + (r - r0) * ub, ub)
+        _release(rt, op)
+        return
     if only >= 0 and only + op.group < cout:
         # A split op's rows are complete (and spilled) only after its last group; a split convolution
         # keeps its input band claimed for the next group, which reads it again from SRAM.

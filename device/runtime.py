@@ -22,7 +22,7 @@ from . import CardError, DeviceError, ImageError, IntegrityError
 from . import crypto as C
 from .arena import STAGING
 from .ops import run_chain, run_op
-from .schedule import cover
+from .schedule import cover, fresh
 
 # Header fields (indices into format.HDR_FIELDS)
 _H_ERASE_BLOCK = const(7)
@@ -39,6 +39,7 @@ _T_ARENA = const(0)
 _T_CHAIN = const(4)
 _T_INPUT = const(2)
 _T_OUTPUT = const(3)
+_TF_CHUNKED = const(1)
 
 
 _WEIGHTS = const(-2)         # arena claim owners (copies of arena.py's)
@@ -76,11 +77,13 @@ class Runtime:
         except CardError as e:
             raise CardError("tensor %d row %d (spill ring): %s" % (base, r, e)) from None
 
-    def _read_row(self, base, r, dst, off):
-        """Row r of a card-resident tensor into dst[off:], verified and decrypted. A failed tag is
-        re-read (a bit flipped on the bus is transient) before it is reported."""
+    def _read_row(self, base, r, dst, off, rb=0):
+        """Row r of a card-resident tensor into dst[off:], verified and decrypted (rb > 0: slot r of a
+        channel-chunked tensor, rb bytes). A failed tag is re-read (a bit flipped on the bus is
+        transient) before it is reported."""
         t = self.T[base]
-        rb = t[4] * t[5]
+        if not rb:
+            rb = t[4] * t[5]
         blk = t[7] + r * t[8]      # logical block of row r in the spill ring
         nfull = rb // _BLOCK
         tail = rb - nfull * _BLOCK
@@ -101,10 +104,12 @@ class Runtime:
         self.ctr(self.k_spill, C.spill_iv(base, self.n, r), data, rb)
         self.stats["bytes_read"] += rb + _TAG_LEN
 
-    def _write_row(self, base, r, src, off):
-        """Encrypt src[off:off+row] in place, tag it, write it to row r's slot on the card."""
+    def _write_row(self, base, r, src, off, rb=0):
+        """Encrypt src[off:off+row] in place, tag it, write it to row r's slot on the card (rb > 0:
+        slot r of a channel-chunked tensor, rb bytes)."""
         t = self.T[base]
-        rb = t[4] * t[5]
+        if not rb:
+            rb = t[4] * t[5]
         blk = t[7] + r * t[8]      # logical block of row r in the spill ring
         data = src[off:off + rb]
         self.ctr(self.k_spill, C.spill_iv(base, self.n, r), data, rb)
@@ -121,6 +126,26 @@ class Runtime:
             st[i] = 0
         self._spill_io(True, blk + nfull, st[0:nt * _BLOCK], base, r)
         self.stats["bytes_written"] += rb + _TAG_LEN
+
+    def _read_units(self, base, r, dst, off):
+        """Row r of a channel-chunked tensor into dst[off:], whole: each unit (chunk channels of every
+        pixel, one block with its tag) is read, verified and decrypted in the staging blocks, then
+        copied pixel by pixel to its channels."""
+        t = self.T[base]
+        w = t[4]
+        c = t[5]
+        ch = t[6]
+        n = c // ch
+        rb = w * ch
+        mv = self.mv
+        for u in range(n):
+            self._read_row(base, r * n + u, mv, _BLOCK, rb)
+            s = _BLOCK
+            d = off + u * ch
+            for _ in range(w):
+                dst[d:d + ch] = mv[s:s + ch]
+                s += ch
+                d += c
 
     def _load_tile(self, i, off, op_index):
         """Tile i into the arena at off: read, CRC (re-read on mismatch: transient), MAC, decrypt."""
@@ -242,7 +267,10 @@ class Runtime:
         rb = base[4] * base[5]
         buf = bytearray(base[3] * rb)
         for r in range(base[3]):
-            self._read_row(t[2], r, memoryview(buf), r * rb)
+            if base[1] & _TF_CHUNKED:
+                self._read_units(t[2], r, memoryview(buf), r * rb)
+            else:
+                self._read_row(t[2], r, memoryview(buf), r * rb)
         return bytes(buf[:n])
 
     # ---- inference ----------------------------------------------------------------------------
@@ -253,6 +281,7 @@ class Runtime:
         b0, w0, r0 = c.blocks_read, c.blocks_written, c.retries
         img = self.img
         n_ops = len(img.op_offs)
+        self.held.clear()               # rows a refused inference left in band buffers are stale
         i = 0
         while i < n_ops:
             members = [(i, img.op(i))]       # ops are parsed as they run: the table stays as bytes
@@ -269,6 +298,7 @@ class Runtime:
                 # Kernels refuse arguments a valid image never produces: the tables are at fault.
                 raise ImageError("op #%d: the image's tables do not match its tensors (%s)" % (i, e)) from None
             self.arena.release_all(STAGING)
+            self.held.clear()
             if self.on_tensor is not None:
                 self.on_tensor(members[-1][1].out)
             members = None
@@ -293,7 +323,23 @@ class Runtime:
         rbb = base[4] * base[5]
         ra, rz = cover(rbv, rbb, a, b)
         self.arena.claim(1000 + tid, buf, (rz - ra) * rbb)
-        for r in range(ra, rz):
-            self._read_row(t[2], r, self.mv, buf + (r - ra) * rbb)
+        f = ra
+        h = self.held.get(buf)       # (tensor, rows) the previous band of this op left in the buffer
+        if h is not None and h[0] == t[2]:
+            f = fresh(h[1], h[2], ra, rz)
+            d = (ra - h[1]) * rbb    # kept rows [ra, f) move to the buffer start, d bytes down,
+            n = (f - ra) * rbb       # in steps that never overlap
+            mv = self.mv
+            i = 0
+            while d and i < n:
+                m = d if d < n - i else n - i
+                mv[buf + i:buf + i + m] = mv[buf + d + i:buf + d + i + m]
+                i += m
+        for r in range(f, rz):
+            if base[1] & _TF_CHUNKED:
+                self._read_units(t[2], r, self.mv, buf + (r - ra) * rbb)
+            else:
+                self._read_row(t[2], r, self.mv, buf + (r - ra) * rbb)
+        self.held[buf] = (t[2], ra, rz)
         return buf + a * rbv - ra * rbb
 

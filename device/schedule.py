@@ -52,3 +52,12 @@ def cover(row_bytes, base_row_bytes, a, b):
     if b <= a:
         return 0, 0
     return (a * row_bytes) // base_row_bytes, -(-(b * row_bytes) // base_row_bytes)
+
+
+def fresh(pa, pz, ra, rz):
+    """First card row a band must fetch when its input buffer still holds rows [pa, pz) from the
+    previous band of the same op: rows [ra, fresh) are kept (moved to the buffer start), rows
+    [fresh, rz) are read. Bands only move down, so the rows kept are the previous band's tail."""
+    if pa <= ra < pz:
+        return pz if pz < rz else rz
+    return ra

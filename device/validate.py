@@ -100,6 +100,7 @@ _T_CHAIN = const(4)
 _T_INPUT = const(2)
 _T_OUTPUT = const(3)
 _T_SPILL = const(1)
+_TF_CHUNKED = const(1)
 
 
 # Parameters and inputs each op kind takes.
@@ -116,7 +117,7 @@ def check_tables(img):
     T = img.tensors
     n = len(T)
     for i, t in enumerate(T):
-        kind, _, base, th, tw, tc, aoff, sblk, slot, _ = t
+        kind, flags, base, th, tw, tc, aoff, sblk, slot, _ = t
         if kind > _T_CHAIN or base >= n or th < 1 or tw < 1 or tc < 1 or th * tw * tc > _MAX_ELEMS:
             raise ImageError("tensor %d: malformed record (kind %d, base %d, shape %dx%dx%d)" % (i, kind, base, th, tw, tc))
         b = T[base]
@@ -128,8 +129,16 @@ def check_tables(img):
             raise ImageError("tensor %d: bytes %d..%d are outside the %d-byte arena" % (i, aoff, aoff + th * tw * tc, budget))
         if kind == _T_CHAIN and aoff >= budget:
             raise ImageError("tensor %d: its band buffer is outside the arena" % i)
+        if flags & ~_TF_CHUNKED or (flags and kind != _T_SPILL):
+            raise ImageError("tensor %d: flags %d on a tensor of kind %d" % (i, flags, kind))
         if kind in (_T_SPILL, _T_INPUT, _T_OUTPUT):
-            if slot != (tw * tc + _TAG_LEN + _BLOCK - 1) // _BLOCK or sblk + th * slot > h[_H_SPILL_BLOCKS]:
+            unit, units = tw * tc, 1
+            if flags:          # channel chunks: one block per unit, whole units per row
+                if aoff < 1 or aoff >= tc or tc % aoff or tw * aoff + _TAG_LEN > _BLOCK:
+                    raise ImageError("tensor %d: chunks of %d channels do not divide its %d channels into "
+                                     "one-block units" % (i, aoff, tc))
+                unit, units = tw * aoff, tc // aoff
+            if slot != (unit + _TAG_LEN + _BLOCK - 1) // _BLOCK or sblk + th * units * slot > h[_H_SPILL_BLOCKS]:
                 raise ImageError("tensor %d: its rows do not fit the spill region" % i)
     for i in range(len(img.op_offs)):
         op = img.op(i)
@@ -306,6 +315,7 @@ def open_runtime(rt, bdev, key, kernels, ctr, urandom, on_tensor, nv):
     rt.on_tensor = on_tensor     # for tests: called with each op's output tensor id
     rt.on_rows = None            # for tests: (tensor, row0, row1, arena offset, row bytes) per chain band
     rt.chain_start = {}          # chain tensor -> first row held in its buffer
+    rt.held = {}                 # input band buffer -> (tensor, first row, end row) it holds (runtime._fetch)
     rt.n = None                  # nonce counter of the inference in progress
     rt.stats = dict((f, 0) for f in ("bytes_read", "bytes_written", "macs", "tiles"))
     rt.T = img.tensors

@@ -47,6 +47,7 @@ class _DryRun:
     and the card I/O primitives only count the commands and blocks the runtime would issue."""
 
     _fetch = Runtime._fetch          # the runtime's own: resident, chain-buffer or card rows
+    _read_units = Runtime._read_units    # ... and the units of channel-chunked rows
 
     def __init__(self, img, tiles):
         self.img, self.T, self.tiles = img, img.tensors, tiles
@@ -56,6 +57,7 @@ class _DryRun:
         self.k = _NoKernels()
         self.stats = dict.fromkeys(("bytes_read", "bytes_written", "macs", "tiles"), 0)
         self.chain_start = {}
+        self.held = {}
         self.on_rows = None
         self.counts = [dict.fromkeys(FIELDS, 0) for _ in img.ops]
         self.cur = 0
@@ -65,11 +67,11 @@ class _DryRun:
         c[kind + "_cmds"] += xfer[0]
         c[kind + "_blocks"] += xfer[1]
 
-    def _read_row(self, base, r, dst, off):
-        self._add("read", row_xfer(self.T[base][4] * self.T[base][5]))
+    def _read_row(self, base, r, dst, off, rb=0):
+        self._add("read", row_xfer(rb or self.T[base][4] * self.T[base][5]))
 
-    def _write_row(self, tid, r, src, off):
-        self._add("write", row_xfer(self.T[tid][4] * self.T[tid][5]))
+    def _write_row(self, tid, r, src, off, rb=0):
+        self._add("write", row_xfer(rb or self.T[tid][4] * self.T[tid][5]))
 
     def _load_tile(self, i, off, op_index):
         n = self.tiles[i]
@@ -114,6 +116,7 @@ def image_io(image):
                 else:
                     O.run_chain(rt, [(k, ops[k]) for k in range(i, j + 1)])
                 rt.arena.release_all(STAGING)
+                rt.held.clear()
                 i = j + 1
         finally:
             O.run_band = run_band

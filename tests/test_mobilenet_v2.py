@@ -41,4 +41,8 @@ def test_mobilenet_v2_bit_exact(mnv2, key, sram):
         emu.close()
     assert (c["bytes_read"], c["bytes_written"], c["tiles"]) == (info["io_read_bytes"], info["io_write_bytes"], info["tiles"])
     assert any(plan.L.ops[ch[-1]].kind == D.OP_MEAN for ch in plan.chains)      # conv 1x1 -> MEAN fused
-    assert info["io_amplification"] < {32 * 1024: 4.8, 64 * 1024: 2.2}[sram], info["io_amplification"]
+    # ... by channel groups, and spilled depthwise outputs written group by group in channel chunks:
+    # the paths above ran them (a plan without them would leave them untested here).
+    assert any(o.split == "in" and o.op.kind == D.OP_MEAN for o in plan.ops)
+    assert plan.chunk
+    assert info["io_amplification"] < {32 * 1024: 2.8, 64 * 1024: 1.8}[sram], info["io_amplification"]

@@ -399,6 +399,15 @@ def mean_global():
     return _finish("mean_global", x, L.GlobalAveragePooling2D()(x))
 
 
+@case("CONV_2D", "MEAN")
+def conv_mean_by_groups():
+    """1x1 CONV_2D widening 24 -> 160 channels, then a global MEAN (MobileNetV2's head): at tight
+    budgets the two fuse and run by channel groups, the MEAN summing each group as it is produced."""
+    L, x = _start("conv_mean_by_groups", (7, 7, 24))
+    y = L.Conv2D(160, 1, activation="relu6")(x)
+    return _finish("conv_mean_by_groups", x, L.GlobalAveragePooling2D()(y))
+
+
 @case("MEAN", "CONV_2D")
 def mean_keepdims_conv():
     """MEAN with keepdims (1x1x5 map) feeding a 1x1 CONV_2D, as in squeeze-and-excite."""

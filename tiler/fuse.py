@@ -161,6 +161,21 @@ def bands_of(plan, idxs, r):
     return res
 
 
+_MAX_SCATTER = 512         # pixel copies per row a reader of a chunked tensor makes, at most
+
+
+def chunked(t, g):
+    """Can spilled tensor t be stored in channel chunks of g (one card block per unit, see
+    docs/format.md)? Readers rebuild whole rows pixel by pixel, so rows of many narrow units are not."""
+    return (g < t.c and t.c % g == 0 and t.w * g + F.TAG_LEN <= F.BLOCK
+            and t.w * (t.c // g) <= _MAX_SCATTER)
+
+
+def spill_row(t, chunk):
+    """Card bytes one spilled row of t moves (data and tags): one tag per row, or per chunk."""
+    return t.row_bytes + F.TAG_LEN * (t.c // chunk if chunk else 1)
+
+
 def _splittable(ops, j):
     """ops[j] (a convolution) feeds ops[j+1] (a depthwise of multiplier 1, or a MEAN ending the chain),
     whose channels are independent: they can run by channel groups."""
@@ -264,9 +279,10 @@ def _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups=None):
         cout = len(op.mult) if op.kind in _WEIGHTED else L.tensors[op.out].c
         if in_split:
             g = -(-cout // k)
-            if ops[j + 1 if j in split else j].kind == D.OP_MEAN:
-                while cout % g:     # the MEAN sums whole groups: its narrow input has no partial last one
-                    g -= 1
+            pair = ops[j + 1 if j in split else j]
+            if pair.kind == D.OP_MEAN or (pair is ops[-1] and not out_res):
+                while cout % g:     # the MEAN sums whole groups: its narrow input has no partial last one;
+                    g -= 1          # a spilled depthwise output is written in units of whole groups
         else:
             g = (groups or {}).get(j, cout)
         ng = -(-cout // g)
@@ -278,11 +294,16 @@ def _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups=None):
                 continue
             mx = 0
             rd0 = rd
+            pa = pz = 0
             for rng in bands:
+                if rng[j][1] <= rng[j][0]:
+                    continue                # op j does not run in this band
                 a, b = S.in_rows(op.kind, op.p, op.geom.get("pad_t", 0), L.tensors[t].h, *rng[j])
                 ra, rz = S.cover(L.tensors[t].row_bytes, base.row_bytes, a, b)
                 mx = max(mx, (rz - ra) * base.row_bytes)
-                rd += (rz - ra) * (base.row_bytes + F.TAG_LEN)     # once per band, groups too
+                # once per band, groups too; rows the previous band left in the buffer are kept
+                rd += (rz - S.fresh(pa, pz, ra, rz)) * (base.row_bytes + F.TAG_LEN)
+                pa, pz = ra, rz
             need.append(("in%d" % kk, mx))
             per[base.id] = per.get(base.id, 0) + rd - rd0
         t = L.tensors[op.out]
@@ -304,7 +325,11 @@ def _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups=None):
                 need.append(("out", t.row_bytes))
             need.append(("acc", 4 * t.c))
         elif not out_res:
-            need.append(("out", r * t.row_bytes))
+            if j - 1 in split and t.base == t.id and plan.kind.get(t.id) == F.T_SPILL and chunked(t, g):
+                opl.chunk = g       # written group by group: the band buffer holds one group
+                need.append(("out", r * t.w * g))
+            else:
+                need.append(("out", r * t.row_bytes))
         if j in split:
             opl.p = list(op.p)
             opl.p[D.P_OUT_C] = g
@@ -313,6 +338,8 @@ def _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups=None):
             if op.kind != D.OP_MEAN:        # a MEAN takes the group's width as a kernel argument
                 opl.p = list(op.p)
                 opl.p[D.P_IN_C] = g
+                if opl.chunk:
+                    opl.p[D.P_OUT_C] = g
             opl.split = "in"
         opl.need = need
         opl.in_reads = per
@@ -320,7 +347,7 @@ def _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups=None):
         opl.band_rows, opl.n_bands = r, nb
         opl.group, opl.n_groups = g, ng
         opl.read = rd
-        opl.written = t.h * (t.row_bytes + F.TAG_LEN) if j == len(ops) - 1 and not out_res else 0
+        opl.written = t.h * spill_row(t, opl.chunk) if j == len(ops) - 1 and not out_res else 0
         opl.tiles = live * ng
         opl.macs = sum((rng[j][1] - rng[j][0]) for rng in bands) * _row_macs(op, L)
         opl.chained = j < len(ops) - 1

@@ -52,22 +52,25 @@ def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=No
     k_enc = C.derive(master_key, b"tileswap/enc", image_id)
     k_mac = C.derive(master_key, b"tileswap/mac", image_id)
 
-    # Spill region: one slot per row for every base tensor that lives on the card.
+    # Spill region: one slot per row for every base tensor that lives on the card, or per unit of a
+    # channel-chunked row (a unit holds `chunk` channels of every pixel of the row).
     spill = {}
     nblk = 0
     for b in sorted(plan.kind):
         if plan.kind[b] in (F.T_SPILL, F.T_INPUT, F.T_OUTPUT):
             t = L.tensors[b]
             spill[b] = nblk
-            nblk += t.h * F.slot_blocks(t.row_bytes)
+            ch = plan.chunk.get(b, t.c)
+            nblk += t.h * (t.c // ch) * F.slot_blocks(t.w * ch)
 
     trec = bytearray()
     for t in L.tensors:
         base = L.tensors[t.base]
         kind = plan.kind[t.base]
-        off = plan.chain_off[t.base] if kind == F.T_CHAIN else plan.arena_off.get(t.base, F.NO_BUF)
-        trec += struct.pack(F.T_FMT, kind, 0, t.base, t.h, t.w, t.c, off,
-                            spill.get(t.base, F.NO_BUF), F.slot_blocks(base.row_bytes), t.zp)
+        ch = plan.chunk.get(t.id, 0)      # (a view's record points at its chunked base)
+        off = plan.chain_off[t.base] if kind == F.T_CHAIN else plan.arena_off.get(t.base, ch or F.NO_BUF)
+        trec += struct.pack(F.T_FMT, kind, F.TF_CHUNKED if ch else 0, t.base, t.h, t.w, t.c, off,
+                            spill.get(t.base, F.NO_BUF), F.slot_blocks(base.w * ch if ch else base.row_bytes), t.zp)
 
     payloads = []
     orec = bytearray()

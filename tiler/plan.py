@@ -21,7 +21,10 @@ Algorithm (greedy, not optimal):
    Execution is band-outer: with one channel group the weights are read once and kept; with several
    they are read again for every band (the alternative order, re-reading inputs per group, would move
    far less where the weights outweigh the input - MobileNetV2's 7x7 stage at 32 KiB - but the
-   device does not run it).
+   device does not run it). A spilled input's band buffer keeps the halo rows the next band shares
+   (device/schedule.py `fresh`): each input row is read once per op, not once per band it touches.
+   Readers of a channel-chunked spill (tiler/fuse.py) pay one tag per chunk: added once the plan is
+   final, not weighed while tiling.
 4. Steps 0-3 run six times (chain members outside split pairs with or without channel groups, chains
    cut on the estimate or on the residents of an earlier pass) and the plan moving fewest bytes wins.
    Tiling results are memoised by (ops, scratch, kinds of their tensors), so later passes are cheap.
@@ -73,6 +76,7 @@ class OpPlan:
         self.chained = False    # ... and not its last op: the next op consumes its output band by band
         self.split = None       # "out": computes one channel group at a time for the next op ("in")
         self.p = None           # parameters differing from the op's (a split op's narrow buffers)
+        self.chunk = 0          # channels per card unit of its spilled output (0: whole rows; tiler/fuse.py)
 
 
 class Plan:
@@ -83,6 +87,7 @@ class Plan:
         self.arena_off = {}     # resident base -> offset
         self.chain_off = {}     # chain tensor -> offset of its band buffer
         self.chains = []        # fused chains: lists of op indices
+        self.chunk = {}         # spilled base tensor -> channels per card unit, where chunked
         self.progress = None
         self.ops = []
         self.peak = 0
@@ -151,23 +156,28 @@ def _tile_op1(plan, op, avail, exact=False):
         wlen = payload_len(op, g) if weighted else 0
         for r in _cands(H):
             nb = -(-H // r)
-            bands = [(i * r, min(H, (i + 1) * r)) for i in range(nb)] if exact else [(0, r), (nb // 2 * r, min(H, nb // 2 * r + r))]
+            m = nb // 2
+            # the estimate: the first band, then a middle band as read after the band before it
+            bands = ([(i * r, min(H, (i + 1) * r)) for i in range(nb)] if exact or nb < 4
+                     else [(0, r), ((m - 1) * r, m * r), (m * r, m * r + r)])
             need = []
             rd = 0
             per = {}
             for k in ins_sp:
                 mx = 0
                 rd0 = rd
-                for (r0, r1) in bands:
+                pa = pz = 0
+                for n, (r0, r1) in enumerate(bands):
                     a, b = in_rows(op, L, k, r0, r1)
                     ra, rb = cover(L, op.ins[k], a, b)
                     mx = max(mx, (rb - ra) * L.tensors[L.tensors[op.ins[k]].base].row_bytes)
-                    rd += (rb - ra) * _io_row(L, op.ins[k])
+                    f = S.fresh(pa, pz, ra, rb)      # rows the previous band left in the buffer are kept
+                    if len(bands) == nb or n != 1:
+                        rd += ((rb - f) * (nb - 1) if len(bands) < nb and n == 2 else rb - f) * _io_row(L, op.ins[k])
+                    pa, pz = ra, rb
                 need.append(("in%d" % k, mx))
                 b = L.tensors[op.ins[k]].base
                 per[b] = per.get(b, 0) + rd - rd0
-            if not exact:
-                rd = rd * nb // max(1, len(bands))
             if weighted:
                 need.append(("w", wlen))
             if not out_res:
@@ -459,6 +469,19 @@ def _finish(plan, plans):
             opl.macs = op_macs(op, L)
     for b, o in plan.arena_off.items():
         peak = max(peak, o + L.tensors[b].nbytes)
+    # Channel-chunked spills (tiler/fuse.py): their readers rebuild whole rows from units that carry a
+    # tag each; the tiling counted one tag per row, so add the others.
+    plan.chunk = {L.tensors[o.op.out].base: o.chunk for o in plans if o.chunk}
+    for opl in plans:
+        if any(b in plan.chunk for b in opl.in_reads):
+            opl.in_reads = dict(opl.in_reads)      # (shared with the memoised tiling)
+            for b in opl.in_reads:
+                if b in plan.chunk:
+                    t = L.tensors[b]
+                    rows = opl.in_reads[b] // (t.row_bytes + F.TAG_LEN)
+                    extra = rows * (t.c // plan.chunk[b] - 1) * F.TAG_LEN
+                    opl.in_reads[b] += extra
+                    opl.read += extra
     plan.ops = plans
     plan.n_tiles = tile
     plan.peak = peak

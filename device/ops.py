@@ -42,6 +42,7 @@ _P_SH = const(6)
 _NO_BUF = const(4294967295)
 _OPF_SPLIT_IN = const(4)
 _OPF_SPLIT_OUT = const(2)
+_OPF_WRES = const(8)
 _T_ARENA = const(0)
 _T_CHAIN = const(4)
 _T_SPILL = const(1)
@@ -108,7 +109,14 @@ def run_chain(rt, members):
     """members: [(op index, op)] of one fused chain, in order."""
     sts = [_State(rt, i, op) for i, op in members]
     for st in sts:
-        if st.weighted:
+        if st.weighted and st.op.flags & _OPF_WRES:     # every group's tile, kept for the whole chain
+            st.wl = []
+            off = st.op.bufs[4]
+            for t in range(st.op.n_groups):
+                w = rt._load_tile(st.op.first_tile + t, off, st.i)
+                st.wl.append(w)
+                off += (len(w) + 7) // 8 * 8
+        elif st.weighted:
             st.wts = rt._load_tile(st.op.first_tile, st.op.bufs[4], st.i)
     last = sts[-1]
     H = last.height(rt)
@@ -210,7 +218,9 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
                 if only >= 0 and g0 != only:
                     continue
                 g = min(op.group, cout - g0)
-                if st.wts is None or op.n_groups > 1:
+                if op.flags & _OPF_WRES:
+                    st.wts = st.wl[g0 // op.group]
+                elif st.wts is None or op.n_groups > 1:
                     st.wts = rt._load_tile(op.first_tile + g0 // op.group, bufs[4], st.i)
                 if kind == _OP_CONV:
                     k.conv_s8(p, mv, o_off + (0 if narrow else g0), mv, offs[0], b - a, y0, oh, st.wts, g)

@@ -17,6 +17,8 @@ link - and the cuts minimise the sum. The segment costs assume the tensors outsi
 resident when they take at most half the budget and spilled otherwise, and know nothing of skip
 connections live across the segment; residents and band sizes are then planned around the chains
 by tiler/plan.py, so the cut is optimal only for that estimate.
+Split ops may keep every group's weight tile for the whole chain (wres: read once instead of once per
+band, at the price of SRAM the bands then lack); both are tried for every k.
 Within a chain, every channel split k of _SPLITS (no split, then 2, 3, 4, 6, ... groups for split pairs:
 up to 128 when chain members may take channel groups, 32 otherwise) is tried with the largest band
 that fits, and the one moving fewest bytes is kept.
@@ -201,13 +203,14 @@ def tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=False):
     can_split = any(_splittable(ops, j) for j in range(len(ops)))
     best = None
     splits = _SPLITS if plan.group_members else _SPLITS[:9]
-    for k in ([1] + (splits if can_split else [])):
+    for k, wres in ([(1, False)] + ([(k, w) for k in splits for w in (False, True)] if can_split else [])):
         # For this k the largest band that fits moves least (fewer weight and halo re-reads); the
-        # scratch grows with the band, so bisect over the candidates (largest first).
+        # scratch grows with the band, so bisect over the candidates (largest first). wres: the split
+        # ops keep every group's weight tile for the whole chain (read once, fewer rows per band).
         lo, hi, got = 0, len(cands), None
         while lo < hi:
             mid = (lo + hi) // 2
-            members = _fit(plan, idxs, ops, cands[mid], k, avail, payload_len, OpPlan)
+            members = _fit(plan, idxs, ops, cands[mid], k, avail, payload_len, OpPlan, wres)
             if members is not None:
                 hi, got = mid, members
             else:
@@ -222,11 +225,11 @@ def tile_chain(plan, idxs, avail, payload_len, OpPlan, probe=False):
     return best[1] if best else None
 
 
-def _fit(plan, idxs, ops, r, k, avail, payload_len, OpPlan):
+def _fit(plan, idxs, ops, r, k, avail, payload_len, OpPlan, wres=False):
     """Members for bands of r rows and split k within `avail`, or None. Members outside split pairs
     keep all their weights in SRAM for the whole chain if they can; where that does not fit, the
     largest weight tiles are cut into channel groups (read again for every band) until it does."""
-    members = _members(plan, idxs, ops, r, k, payload_len, OpPlan)
+    members = _members(plan, idxs, ops, r, k, payload_len, OpPlan, None, wres)
     excess = sum(m.scratch for m in members) - avail
     if excess <= 0:
         return members
@@ -254,11 +257,11 @@ def _fit(plan, idxs, ops, r, k, avail, payload_len, OpPlan):
             break
     if excess > 0:
         return None
-    members = _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups)
+    members = _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups, wres)
     return members if sum(m.scratch for m in members) <= avail else None
 
 
-def _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups=None):
+def _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups=None, wres=False):
     L = plan.L
     last_out = L.tensors[ops[-1].out]
     out_res = plan.kind.get(last_out.base) == F.T_ARENA
@@ -309,7 +312,13 @@ def _members(plan, idxs, ops, r, k, payload_len, OpPlan, groups=None):
         t = L.tensors[op.out]
         opl = OpPlan(op)
         live = sum(1 for rng in bands if rng[j][1] > rng[j][0])     # bands in which op j runs
-        if op.kind in _WEIGHTED:
+        if op.kind in _WEIGHTED and wres and in_split and ng > 1:
+            # every group's tile, loaded when the chain starts and kept (device/ops.py run_chain)
+            sizes = [payload_len(op, min(g, cout - c0)) for c0 in range(0, cout, g)]
+            need.append(("w", sum(_al(n) for n in sizes)))
+            rd += sum(sizes) + ng * F.TILE_SIZE
+            opl.wres = True
+        elif op.kind in _WEIGHTED:
             need.append(("w", payload_len(op, g)))
             wtotal = sum(payload_len(op, min(g, cout - c0)) for c0 in range(0, cout, g))
             # The device loads every member's first tile when the chain starts; a member with several

@@ -79,6 +79,7 @@ def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=No
         ins = list(op.ins) + [0xFFFF] * (4 - len(op.ins))
         pad_t = op.geom.get("pad_t", 0)
         flags = (F.OPF_CHAIN if opl.chained else 0) | {"out": F.OPF_SPLIT_OUT, "in": F.OPF_SPLIT_IN}.get(opl.split, 0)
+        flags |= F.OPF_WRES if opl.wres else 0
         p = opl.p if opl.p is not None else op.p
         orec += struct.pack(F.OP_FMT, op.kind, len(op.ins), len(p), flags, op.out, *ins, opl.band_rows,
                             opl.n_bands, opl.group, opl.n_groups, pad_t, opl.first_tile,

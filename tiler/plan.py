@@ -76,6 +76,7 @@ class OpPlan:
         self.chained = False    # ... and not its last op: the next op consumes its output band by band
         self.split = None       # "out": computes one channel group at a time for the next op ("in")
         self.p = None           # parameters differing from the op's (a split op's narrow buffers)
+        self.wres = False       # a split chain member keeping every group's weight tile (tiler/fuse.py)
         self.chunk = 0          # channels per card unit of its spilled output (0: whole rows; tiler/fuse.py)
 
 

@@ -59,6 +59,8 @@ OP_SIZE = struct.calcsize(OP_FMT)
 OPF_CHAIN = const(1)                 # flags: the next op consumes this op's output band by band (fused)
 OPF_SPLIT_OUT = const(2)             # ... one channel group at a time: the output buffer holds one group
 OPF_SPLIT_IN = const(4)              # this op consumes the previous op's groups as they are produced
+OPF_KSPLIT = const(16)               # a 1x1 convolution summing its channel-chunked input chunk by chunk:
+                                     # n_groups x (input chunks) tiles, group-major (device/ops.py)
 OPF_WRES = const(8)                  # a chain member loading all its group tiles at chain start, kept
                                      # one after another (8-byte aligned) from its weight buffer
 BUF_NAMES = ("in0", "in1", "in2", "in3", "w", "out", "acc")

@@ -548,6 +548,49 @@ def _fc(w: ptr8, inp: ptr8, zb: int, p: ptr32, out, out_off: int, in_off: int, r
 
 
 @micropython.viper
+def _conv_acc(acc: ptr32, w: ptr8, inp: ptr8, zb: int, in_off: int, npix: int, q: int, ch: int,
+              first: int) -> int:
+    # acc[i*q + o] = (first ? 0 : acc[i*q + o]) + sum_k (x[i][k] - zp) * w[o][k] over one input chunk
+    # of ch channels; the stored words wrap like TFLite's int32 sums (|sum| < 2**30 for ch < 2**15).
+    if int(acc) & 3:
+        return 1
+    j = 0
+    x0 = in_off
+    for i in range(npix):
+        for o in range(q):
+            f = o * ch
+            fe = f + ch
+            x = x0
+            a = 0
+            while f < fe:
+                a += ((w[f] ^ 128) - 128) * ((inp[x] ^ 128) - zb)
+                f += 1
+                x += 1
+            if first:
+                acc[j] = a
+            else:
+                acc[j] += a
+            j += 1
+        x0 += ch
+    return 0
+
+
+@micropython.viper
+def _acc_bias(s: ptr32, acc: ptr32, w: ptr8, t: int, e0: int, m: int, q: int) -> int:
+    # s[j] = acc[e0 + j] + bias[(e0 + j) % q], the little-endian int32 biases at w[t]; stored words wrap.
+    if int(acc) & 3:
+        return 1
+    o = e0 % q
+    for j in range(m):
+        b = t + 4 * o
+        s[j] = acc[e0 + j] + ((((w[b + 3] ^ 128) - 128) << 24) | (w[b + 2] << 16) | (w[b + 1] << 8) | w[b])
+        o += 1
+        if o == q:
+            o = 0
+    return 0
+
+
+@micropython.viper
 def _shifts_ok(w: ptr8, t: int, g: int, lo: int, hi: int) -> int:
     # 1 if the g little-endian int32 shifts from w[t] all lie in [lo, hi].
     for k in range(g):
@@ -830,6 +873,41 @@ class Kernels:
         _fit("inp", inp, in_off, rows * n)
         _fit("out", out, out_off, max(0, (rows - 1) * p[_PF_OUT_C] + g))
         _fc(wts, inp, p[_PF_IN_ZP] + 128, p, out, out_off, in_off, rows, wts, g, self._a)
+
+    def conv_acc_s8(self, p, acc, inp, in_off, npix, wts, q, ch, first):
+        _params(p, _P_SPATIAL_LEN)
+        if npix < 0 or q < 1 or ch < 1 or ch >= 32768:
+            raise ValueError("conv_acc_s8: invalid npix, q or ch")
+        _fit("acc", acc, 0, 4 * npix * q)
+        _fit("wts", wts, 0, q * ch)
+        _fit("inp", inp, in_off, npix * ch)
+        if _conv_acc(acc, wts, inp, p[_P_IN_ZP] + 128, in_off, npix, q, ch, 1 if first else 0):
+            raise ValueError("acc must be 4-byte aligned")
+
+    def acc_out_s8(self, p, out, out_off, acc, npix, wts, q, ch):
+        _params(p, _P_SPATIAL_LEN)
+        out_c = p[_P_OUT_C]
+        if (npix < 0 or q < 1 or ch < 1 or q > out_c or p[_P_ACT_MIN] < -128 or p[_P_ACT_MAX] > 127
+                or p[_P_ACT_MIN] > p[_P_ACT_MAX]):
+            raise ValueError("acc_out_s8: invalid p, npix, q or ch")
+        t = (q * ch + 3) & ~3
+        _fit("wts", wts, 0, t + 12 * q)
+        if not _shifts_ok(wts, t + 8 * q, q, -31, 30):
+            raise ValueError("acc_out_s8: a shift outside [-31, 30]")
+        _fit("acc", acc, 0, 4 * npix * q)
+        _fit("out", out, out_off, max(0, (npix - 1) * out_c + q))
+        zo = p[_P_OUT_ZP]
+        e = 0
+        n = npix * q
+        while e < n:
+            m = n - e
+            if m > _CH:
+                m = _CH
+            if _acc_bias(self._a, acc, wts, t, e, m, q):
+                raise ValueError("acc must be 4-byte aligned")
+            _rq(self._a, m, e, q, wts, t + 4 * q, t + 8 * q, 4, out, out_off, out_c, zo, p[_P_ACT_MIN],
+                p[_P_ACT_MAX], 0, 0)
+            e += m
 
     def add_s8(self, p, out, out_off, a, a_off, b, b_off, n):
         _params(p, _PA_LEN)

@@ -43,6 +43,7 @@ _NO_BUF = const(4294967295)
 _OPF_SPLIT_IN = const(4)
 _OPF_SPLIT_OUT = const(2)
 _OPF_WRES = const(8)
+_OPF_KSPLIT = const(16)
 _T_ARENA = const(0)
 _T_CHAIN = const(4)
 _T_SPILL = const(1)
@@ -98,11 +99,65 @@ def _claim_resident(rt, tid):
 
 def run_op(rt, i, op):
     st = _State(rt, i, op)
+    if op.flags & _OPF_KSPLIT:
+        run_ksplit(rt, st)
+        return
     H = st.height(rt)
     R = op.band_rows
     for band in range(op.n_bands):
         r0 = band * R
         run_band(rt, st, r0, min(H, r0 + R), band == op.n_bands - 1)
+
+
+def run_ksplit(rt, st):
+    """A 1x1 convolution whose input is stored in channel chunks (OPF_KSPLIT): per band and output
+    group, int32 sums over the input chunk by chunk - each chunk's card units read straight into the
+    narrow input buffer, with its weight tile - then requantized with the bias, multipliers and shifts
+    the group's last tile carries. The input is read once per group, the weights once per band."""
+    T = rt.T
+    k = rt.k
+    mv = rt.mv
+    op = st.op
+    p = op.p
+    bufs = op.bufs
+    tid = op.ins[0]
+    t = T[tid]
+    ch = t[6]
+    n = t[5] // ch
+    ub = t[4] * ch
+    out = st.out
+    orb = st.orb
+    cout = st.cout
+    H = out[3]
+    R = op.band_rows
+    q = op.group
+    stats = rt.stats
+    for band in range(op.n_bands):
+        r0 = band * R
+        r1 = min(H, r0 + R)
+        npix = (r1 - r0) * out[4]
+        if out[0] == _T_ARENA:
+            o_off = out[6] + r0 * orb
+        else:
+            o_off = rt.arena.claim(_OUT_BAND, bufs[5], (r1 - r0) * orb)
+        a = rt.arena.claim(_ACC, bufs[6], 4 * npix * q)
+        acc = mv[a:a + 4 * npix * q]
+        for q0 in range(0, cout, q):
+            g = min(q, cout - q0)
+            t0 = op.first_tile + q0 // q * n
+            for u in range(n):
+                rt.arena.claim(1000 + tid, bufs[0], (r1 - r0) * ub)
+                for r in range(r0, r1):
+                    rt._read_row(tid, r * n + u, mv, bufs[0] + (r - r0) * ub, ub)
+                wts = rt._load_tile(t0 + u, bufs[4], st.i)
+                k.conv_acc_s8(p, acc, mv, bufs[0], npix, wts, g, ch, u == 0)
+                stats["macs"] += npix * g * ch
+                stats["tiles"] += 1
+            k.acc_out_s8(p, mv, o_off + q0, acc, npix, wts, g, ch)
+        if out[0] != _T_ARENA:
+            for r in range(r0, r1):
+                rt._write_row(op.out, r, mv, o_off + (r - r0) * orb)
+    rt.arena.release(1000 + tid)
 
 
 def run_chain(rt, members):

@@ -101,6 +101,7 @@ _T_INPUT = const(2)
 _T_OUTPUT = const(3)
 _T_SPILL = const(1)
 _TF_CHUNKED = const(1)
+_OPF_KSPLIT = const(16)
 
 
 # Parameters and inputs each op kind takes.
@@ -151,8 +152,17 @@ def check_tables(img):
             raise ImageError("op #%d: %d inputs" % (i, nin))
         if not (1 <= op.band_rows and 1 <= op.n_bands and 1 <= op.group and 1 <= op.n_groups):
             raise ImageError("op #%d: bands %dx%d, groups %dx%d" % (i, op.n_bands, op.band_rows, op.n_groups, op.group))
-        if op.first_tile != _NO_BUF and op.first_tile + op.n_groups > h[_H_N_TILES]:
-            raise ImageError("op #%d: tiles %d..%d do not exist" % (i, op.first_tile, op.first_tile + op.n_groups))
+        nt = op.n_groups
+        if op.flags & _OPF_KSPLIT:      # a 1x1 convolution over an input stored in channel chunks
+            t = T[op.ins[0]] if nin == 1 and op.ins[0] < n else None
+            p = op.p
+            if (op.kind != _OP_CONV or t is None or t[2] != op.ins[0] or not t[1] & _TF_CHUNKED
+                    or p[_P_KH] != 1 or p[_P_KW] != 1 or p[_P_SH] != 1 or p[_P_SW] != 1 or op.pad_t
+                    or op.bufs[0] == _NO_BUF or op.bufs[6] == _NO_BUF):
+                raise ImageError("op #%d: a K-split op that is not a 1x1 convolution of a chunked tensor" % i)
+            nt *= t[5] // t[6]
+        if op.first_tile != _NO_BUF and op.first_tile + nt > h[_H_N_TILES]:
+            raise ImageError("op #%d: tiles %d..%d do not exist" % (i, op.first_tile, op.first_tile + nt))
         if (op.first_tile != _NO_BUF) != (op.kind in (_OP_CONV, _OP_DWCONV, _OP_FC)):
             raise ImageError("op #%d: weights where there are none, or none where there must be" % i)
         for b in op.bufs:

@@ -104,7 +104,15 @@ def image_io(image):
             m = rt.stats["macs"]
             run_band(rt_, st, *args)
             rt.counts[st.i]["macs_run"] += rt.stats["macs"] - m
+        run_ksplit = O.run_ksplit
+
+        def counted_k(rt_, st):
+            rt.cur = st.i
+            m = rt.stats["macs"]
+            run_ksplit(rt_, st)
+            rt.counts[st.i]["macs_run"] += rt.stats["macs"] - m
         O.run_band = counted
+        O.run_ksplit = counted_k
         try:
             i = 0
             while i < len(ops):                    # as Runtime.infer: single ops, or fused chains
@@ -120,6 +128,7 @@ def image_io(image):
                 i = j + 1
         finally:
             O.run_band = run_band
+            O.run_ksplit = run_ksplit
     except (DeviceError, ValueError) as e:
         raise HostError("cannot replay the image's schedule: %s" % e) from None
     for op, c in zip(ops, rt.counts):

@@ -31,6 +31,9 @@ def plan_info(image, key=None):
         t = img.tensors[op.out]
         peak, rd, wr, macs = op.planned
         n = op.n_bands * op.n_groups
+        if op.flags & F.OPF_KSPLIT:           # a tile per output group and input chunk
+            tin = img.tensors[op.ins[0]]
+            n *= tin[5] // tin[6]
         tiles += n
         ops.append(dict(index=i, op=D.OP_NAMES.get(op.kind, str(op.kind)), out_shape=[t[3], t[4], t[5]],
                         output_in=_WHERE[img.tensors[t[2]][0]], band_rows=op.band_rows, bands=op.n_bands,

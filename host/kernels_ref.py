@@ -165,6 +165,27 @@ class Kernels:
                     v = mbqm(int(acc[k]), mult[k], shift[k]) + p[d.P_OUT_ZP]
                     o[out_off + (oy * out_w + ox) * out_c + k] = _clamp(v, p[d.P_ACT_MIN], p[d.P_ACT_MAX])
 
+    def conv_acc_s8(self, p, acc, inp, in_off, npix, wts, q, ch, first):
+        p = _p(p)
+        x = _i8(inp, in_off, npix * ch).reshape(npix, ch) - p[d.P_IN_ZP]
+        w = _i8(wts, 0, q * ch).reshape(q, ch)
+        a = np.frombuffer(acc, dtype="<i4", count=npix * q)  # writable view of the caller's int32 sums
+        s = (x @ w.T).reshape(-1)
+        if not first:
+            s = s + a.astype(np.int64)
+        a[:] = ((s + (1 << 31)) % (1 << 32)) - (1 << 31)
+
+    def acc_out_s8(self, p, out, out_off, acc, npix, wts, q, ch):
+        p = _p(p)
+        out_c = p[d.P_OUT_C]
+        _, bias, mult, shift = _payload(wts, q * ch, q)
+        a = np.frombuffer(acc, dtype="<i4", count=npix * q).astype(np.int64).reshape(npix, q)
+        o = _out(out, out_off, max(0, (npix - 1) * out_c + q))
+        for i in range(npix):
+            for k in range(q):
+                v = mbqm(int(a[i, k]) + bias[k], mult[k], shift[k]) + p[d.P_OUT_ZP]
+                o[out_off + i * out_c + k] = _clamp(v, p[d.P_ACT_MIN], p[d.P_ACT_MAX])
+
     def dwconv_s8(self, p, out, out_off, inp, in_off, in_h, y0, oh, wts, c0, g):
         p = _p(p)
         in_w, in_c, out_w, out_c = p[d.P_IN_W], p[d.P_IN_C], p[d.P_OUT_W], p[d.P_OUT_C]

@@ -135,6 +135,26 @@ class Kernels:
         i = a.buf("inp", inp, in_off, npix * c)
         _check(lib.ts_mean_acc_s8(npix, c, i, s), "mean_acc_s8")
 
+    def conv_acc_s8(self, p, acc, inp, in_off, npix, wts, q, ch, first):
+        a = _Args()
+        p = _p32(p)
+        pp = a.params(p, d.P_SPATIAL_LEN)
+        s = a.buf("acc", acc, 0, 4 * npix * q, ctype="int32_t", writable=True)
+        if int(ffi.cast("uintptr_t", s)) % 4:
+            raise ValueError("acc must be 4-byte aligned")
+        i = a.buf("inp", inp, in_off, npix * ch)
+        w = a.buf("wts", wts, 0, q * ch)
+        _check(lib.ts_conv_acc_s8(pp, npix, q, ch, 1 if first else 0, i, w, s), "conv_acc_s8")
+
+    def acc_out_s8(self, p, out, out_off, acc, npix, wts, q, ch):
+        a = _Args()
+        p = _p32(p)
+        pp = a.params(p, d.P_SPATIAL_LEN)
+        s = a.buf("acc", acc, 0, 4 * npix * q, ctype="int32_t")
+        w = a.buf("wts", wts, 0, _align4(q * ch) + 12 * q)
+        o = a.buf("out", out, out_off, max(0, (npix - 1) * p[d.P_OUT_C] + q), writable=True)
+        _check(lib.ts_acc_out_s8(pp, npix, q, ch, s, w, o), "acc_out_s8")
+
     def mean_out_s8(self, p, out, out_off, acc):
         a = _Args()
         p = _p32(p)

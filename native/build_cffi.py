@@ -6,7 +6,7 @@ import os
 from cffi import FFI
 
 _SOURCES = ["ts_spatial.c", "ts_conv.c", "ts_conv_ref.c", "ts_dwconv.c", "ts_dwconv_ref.c", "ts_pool.c", "ts_fc.c",
-            "ts_fc_ref.c", "ts_elementwise.c", "ts_softmax.c"]
+            "ts_fc_ref.c", "ts_elementwise.c", "ts_softmax.c", "ts_acc.c"]
 
 ffibuilder = FFI()
 ffibuilder.cdef("""
@@ -35,6 +35,10 @@ ts_status ts_leaky_relu_s8(const int32_t *p, int32_t n, const int8_t *in, int8_t
 ts_status ts_mean_acc_s8(int32_t npix, int32_t c, const int8_t *in, int32_t *acc);
 ts_status ts_mean_out_s8(const int32_t *p, const int32_t *acc, int8_t *out);
 ts_status ts_softmax_s8(const int32_t *p, int32_t rows, const int8_t *in, int8_t *out);
+ts_status ts_conv_acc_s8(const int32_t *p, int32_t npix, int32_t q, int32_t ch, int32_t first,
+                         const int8_t *in, const int8_t *w, int32_t *acc);
+ts_status ts_acc_out_s8(const int32_t *p, int32_t npix, int32_t q, int32_t ch, const int32_t *acc,
+                        const int8_t *wts, int8_t *out);
 """)
 ffibuilder.set_source(
     "tileswap.host._tskernels",

@@ -227,4 +227,17 @@ ts_status ts_mean_out_s8(const int32_t *p, const int32_t *acc, int8_t *out);
  * (5 integer bits), a 12-integer-bit sum, its fixed-point reciprocal; int8 output, scale 1/256, zp -128. */
 ts_status ts_softmax_s8(const int32_t *p, int32_t rows, const int8_t *in, int8_t *out);
 
+/* K-split 1x1 convolution (stride 1, no padding), first half: partial sums over one input chunk.
+ *   in  int8 [npix][ch]: ch channels of each pixel (one chunk of the input's channels)
+ *   w   int8 [q][ch]: the filter of q output channels over those input channels
+ *   acc int32 [npix][q], 4-byte aligned: = sum if first, else += sum (wrapping like TFLite's int32 sums),
+ *       where sum = sum_k (in[i][k] - in_zp) * w[o][k]; ch < 2**15. */
+ts_status ts_conv_acc_s8(const int32_t *p, int32_t npix, int32_t q, int32_t ch, int32_t first,
+                         const int8_t *in, const int8_t *w, int32_t *acc);
+
+/* K-split, second half: out[i*out_c + o] = clamp(MBQM(acc[i][o] + bias[o], mult[o], shift[o]) + out_zp),
+ * bias/mult/shift [q] after the filter [q][ch] (padded to 4) in wts, as in a CONV_2D payload. */
+ts_status ts_acc_out_s8(const int32_t *p, int32_t npix, int32_t q, int32_t ch, const int32_t *acc,
+                        const int8_t *wts, int8_t *out);
+
 #endif /* TS_KERNELS_H */

@@ -220,6 +220,36 @@ def run_isolated(tflite, inputs):
 # Runners: rebuild an op's parameters with tiler/quant.py from its TFLite tensors and run it with a
 # tileswap Kernels object; they return the output bytes.
 
+def run_ksplit(kern, op, *, chunk, group, seed=0):
+    """A 1x1 CONV_2D as the K-split path runs it (device/ops.py run_ksplit): per output group, int32
+    sums over the input chunk by chunk (conv_acc_s8, chunks in order), then acc_out_s8."""
+    rng = np.random.default_rng(seed)
+    x, y = op.inputs[0], op.outputs[0]
+    w, b = op.inputs[1], op.inputs[2]
+    _, H, W, C = x.shape
+    OC = y.shape[3]
+    assert w.shape[1] == w.shape[2] == 1 and C % chunk == 0
+    bias = b.data if b is not None else np.zeros(OC, np.int32)
+    mult, shift = (np.resize(a, OC) for a in quant.per_channel_requant(x.scale, w.scales, y.scale))
+    p = quant.conv_params(out_c=OC, dh=1, dw=1, in_zp=x.zp, out_zp=y.zp, out_scale=y.scale, fused=op.fused,
+                          in_w=W, in_c=C, out_w=W, kh=1, kw=1, sh=1, sw=1, pad_l=0)
+    npix = H * W
+    xs = x.data.reshape(npix, C)
+    filt = w.data.reshape(OC, C)
+    out = bytearray(npix * OC)
+    for c0 in range(0, OC, group):
+        g = min(group, OC - c0)
+        acc = bytearray(rng.integers(0, 256, 4 * npix * g + 4, dtype=np.uint8).tobytes())   # first= overwrites
+        for u in range(C // chunk):
+            part = filt[c0:c0 + g, u * chunk:(u + 1) * chunk]
+            pay = np.ascontiguousarray(part).tobytes()
+            band, off = with_guard(np.ascontiguousarray(xs[:, u * chunk:(u + 1) * chunk]).tobytes(), rng)
+            kern.conv_acc_s8(p, memoryview(acc)[:4 * npix * g], band, off, npix, pay, g, chunk, u == 0)
+        pay = quant.pack_weights_payload(part, bias[c0:c0 + g], mult[c0:c0 + g], shift[c0:c0 + g])
+        kern.acc_out_s8(p, out, c0, memoryview(acc)[:4 * npix * g], npix, pay, g, chunk)
+    return bytes(out)
+
+
 def run_spatial(kern, op, *, bands=None, group=None, seed=0):
     """Run a spatial op tile by tile (row bands x channel groups, shuffled); returns the output bytes."""
     rng = np.random.default_rng(seed)

@@ -51,6 +51,8 @@ def call(f, a):
         return f(a[0], a[1], a[2], a[3], a[4], a[5])
     if n == 8:
         return f(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
+    if n == 9:
+        return f(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8])
     if n == 10:
         return f(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9])
     if n == 11:

@@ -12,7 +12,7 @@ from tileswap.host import kernels_ref, native
 from tileswap.tiler import quant
 
 from _kernel_cases import (assert_same, isolate, model, op_named, random_inputs, run_add, run_fc, run_isolated,
-                           run_mean, run_requant, run_softmax, run_spatial)
+                           run_ksplit, run_mean, run_requant, run_softmax, run_spatial)
 from _kernel_models import (add_model, conv_model, designed_model, dwconv_model, fc_model, mbqm_np, mbqm_single_np,
                             mean_model, pool_model, softmax_concat_model, softmax_model, solve_row)
 
@@ -51,6 +51,22 @@ POOL_CASES = [  # kind, h, w, c, window, strides, padding
     ("avg", 6, 5, 4, 3, 1, "same"),
     ("max", 8, 7, 3, 2, 2, "valid"),
 ]
+
+
+KSPLIT_CASES = [  # h, w, c, filters, 1x1, activation[, positive input]; then (chunk, output group)
+    ((7, 7, 24, 10, 1, 1, "same", 1, "relu6"), (8, 4)),
+    ((5, 6, 12, 7, 1, 1, "valid", 1, None), (3, 7)),
+    ((4, 4, 30, 9, 1, 1, "same", 1, "relu", True), (10, 2)),   # input zero point -128
+    ((3, 5, 6, 5, 1, 1, "same", 1, None), (6, 5)),              # one chunk: first and last at once
+]
+
+
+@impls
+@pytest.mark.parametrize("case, split", KSPLIT_CASES, ids=str)
+def test_conv_ksplit(impl, case, split):
+    """A 1x1 convolution summed over its input in channel chunks (conv_acc_s8), requantized once
+    (acc_out_s8): TFLite's exact output bytes."""
+    check_op(conv_model, case, "CONV_2D", IMPLS[impl], run_ksplit, chunk=split[0], group=split[1])
 
 
 @impls

@@ -59,6 +59,14 @@ def test_zoo_on_micropython_equals_emulator(name, key):
     _same_as_emulator(tfl, 16 * 1024, key, n=1, seed=5)
 
 
+@pytest.mark.parametrize("name, sram", [("expand_dw_project", 4096), ("conv_mean_by_groups", 2944),
+                                        ("inverted_residual", 3736)])
+def test_group_wise_execution_on_micropython(name, sram, key):
+    """K-split sums over channel-chunked spills, a convolution split into a MEAN, resident split
+    weights (tests/test_pipeline.py checks each plan uses them): MicroPython equals the emulator."""
+    _same_as_emulator(model(name), sram, key)
+
+
 def test_digits_on_micropython(digits, key):
     for sram in (1536, 4096):
         _same_as_emulator(digits, sram, key, n=3)

@@ -90,6 +90,22 @@ def test_fused_chains_and_split_pairs_are_exercised(key):
         _counters_equal_plan(image, key, sram)
 
 
+@pytest.mark.parametrize("name, sram", [("expand_dw_project", 4096), ("conv_mean_by_groups", 2944),
+                                        ("inverted_residual", 3736)])
+def test_group_wise_execution_is_exercised(name, sram, key):
+    """At these budgets the plans use the channel-group modes: a depthwise spilling its output in
+    channel chunks and a 1x1 convolution summing them chunk by chunk (K-split); a convolution split
+    into a MEAN; split ops keeping all their group tiles (wres). Bit-exact, counters as planned."""
+    tfl = model(name)
+    image, plan = compile_model(tfl, sram=sram, key=key)
+    want = {"expand_dw_project": lambda: plan.chunk and any(o.ksplit for o in plan.ops),
+            "conv_mean_by_groups": lambda: any(o.split == "in" and o.op.kind == 7 for o in plan.ops),
+            "inverted_residual": lambda: plan.chunk and any(o.wres for o in plan.ops)}[name]
+    assert want(), [(o.split, o.ksplit, o.wres) for o in plan.ops]
+    check(tfl, key, sram)
+    _counters_equal_plan(image, key, sram)
+
+
 def test_smallest_budget_goes_below_ops_alone_through_fusion(key):
     """min_sram as the issue defines it (the smallest budget that compiles) is found by bisection; with
     fused chains it is below what the largest op needs on its own, and the model compiles and verifies

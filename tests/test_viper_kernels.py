@@ -274,6 +274,29 @@ def mean_case(rng, name, wild=False):
     return c
 
 
+def ksplit_case(rng, name, mode="typical"):
+    """A K-split 1x1 convolution: conv_acc_s8 over 1-3 input chunks (the accumulator starts as junk,
+    which the first chunk must overwrite), then acc_out_s8."""
+    npix, q = int(rng.integers(1, 30)), int(rng.integers(1, 90))
+    ch = int(rng.choice([1, 3, 8, 17, 40]))
+    out_c = q + int(rng.integers(0, 5))
+    p = {d.P_IN_W: npix, d.P_IN_C: ch, d.P_OUT_W: npix, d.P_OUT_C: out_c, d.P_KH: 1, d.P_KW: 1, d.P_SH: 1,
+         d.P_SW: 1, d.P_DH: 1, d.P_DW: 1, d.P_IN_ZP: zp(rng), d.P_OUT_ZP: zp(rng), d.P_DM: 1}
+    p[d.P_ACT_MIN], p[d.P_ACT_MAX] = act(rng)
+    c = Case(name)
+    pr = c.buf("i", pvec(d.P_SPATIAL_LEN, p))
+    acc = c.buf("b", i8(rng, 4 * npix * q), out=True)
+    out = c.buf("b", i8(rng, npix * out_c + 3), out=True)
+    for u in range(int(rng.integers(1, 4))):
+        inp = c.buf("b", i8(rng, npix * ch + 2))
+        w = c.buf("b", i8(rng, q * ch + 1))
+        c.call("conv_acc_s8", pr, acc, inp, 2, npix, c.view(w, 1, 1 + q * ch), q, ch, 1 if u == 0 else 0)
+    mult, shift = requant(rng, mode, q)
+    data, s, e = payload(rng, i8(rng, q * ch), bias(rng, mode, q), mult, shift, at=int(rng.integers(0, 5)))
+    c.call("acc_out_s8", pr, out, 1, acc, npix, c.view(c.buf("b", data), s, e), q, ch)
+    return c
+
+
 def softmax_case(rng, name, *, n=None, scale=None):
     n = n or int(rng.integers(1, 40))
     rows = int(rng.integers(1, 4))
@@ -328,6 +351,8 @@ def all_cases():
     cases.append(c)
     for i in range(10):
         cases.append(mean_case(rng, f"mean#{i}", wild=i % 3 == 2))
+    for i in range(15):
+        cases.append(ksplit_case(rng, f"ksplit#{i}", ["typical", "small", "left", "ties", "wild", "wrap"][i % 6]))
     for i in range(12):
         cases.append(softmax_case(rng, f"softmax#{i}"))
     cases.append(softmax_case(rng, "softmax:diff_min cut", scale=0.5))
@@ -369,7 +394,7 @@ def test_bit_exact_against_c(results):
             b = bytes.fromhex(h)
             assert b == w, f"{case.name}: output buffer {i} " + first_diff(b, w)
     assert kinds == {"conv_s8", "dwconv_s8", "maxpool_s8", "avgpool_s8", "fc_s8", "add_s8", "requant_s8",
-                     "mean_out_s8", "softmax_s8"}
+                     "mean_out_s8", "acc_out_s8", "softmax_s8"}
 
 
 def test_no_heap_allocation(results):

@@ -399,6 +399,17 @@ def mean_global():
     return _finish("mean_global", x, L.GlobalAveragePooling2D()(x))
 
 
+@case("CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D")
+def expand_dw_project():
+    """MobileNetV2's late block without the residual: 1x1 conv 24 -> 192, 3x3 depthwise, 1x1 conv
+    192 -> 48 on a 7x7 map. At tight budgets the depthwise runs by channel groups and spills its output
+    in channel chunks, which the projection sums chunk by chunk (K-split)."""
+    L, x = _start("expand_dw_project", (7, 7, 24))
+    y = L.Conv2D(192, 1, activation="relu6")(x)
+    y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(y)
+    return _finish("expand_dw_project", x, L.Conv2D(48, 1)(y))
+
+
 @case("CONV_2D", "MEAN")
 def conv_mean_by_groups():
     """1x1 CONV_2D widening 24 -> 160 channels, then a global MEAN (MobileNetV2's head): at tight

@@ -43,6 +43,23 @@ def pack_payload(op, c0, c1):
     return pack_weights_payload(f, op.bias[c0:c1], op.mult[c0:c1], op.shift[c0:c1])
 
 
+def pack_ksplit(op, c0, c1, ch):
+    """A K-split 1x1 convolution's tiles for output channels [c0, c1), one per input chunk of ch
+    channels: filter [g][ch] padded to 4 bytes; the last also carries bias, mult and shift
+    (tiler/plan.py ksplit_tiles)."""
+    f = op.filt[c0:c1].reshape(c1 - c0, -1)
+    n = f.shape[1] // ch
+    out = []
+    for u in range(n):
+        part = f[:, u * ch:(u + 1) * ch]
+        if u == n - 1:
+            out.append(pack_weights_payload(part, op.bias[c0:c1], op.mult[c0:c1], op.shift[c0:c1]))
+        else:
+            b = np.ascontiguousarray(part, dtype=np.int8).tobytes()
+            out.append(b + bytes(-len(b) % 4))
+    return out
+
+
 def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=None, image_version=1, progress=None):
     """Plan -> (image bytes, summary dict). `master_key` is 32 bytes and never enters the image."""
     if len(master_key) != 32:
@@ -79,7 +96,7 @@ def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=No
         ins = list(op.ins) + [0xFFFF] * (4 - len(op.ins))
         pad_t = op.geom.get("pad_t", 0)
         flags = (F.OPF_CHAIN if opl.chained else 0) | {"out": F.OPF_SPLIT_OUT, "in": F.OPF_SPLIT_IN}.get(opl.split, 0)
-        flags |= F.OPF_WRES if opl.wres else 0
+        flags |= (F.OPF_WRES if opl.wres else 0) | (F.OPF_KSPLIT if opl.ksplit else 0)
         p = opl.p if opl.p is not None else op.p
         orec += struct.pack(F.OP_FMT, op.kind, len(op.ins), len(p), flags, op.out, *ins, opl.band_rows,
                             opl.n_bands, opl.group, opl.n_groups, pad_t, opl.first_tile,
@@ -89,7 +106,10 @@ def build_image(plan, *, master_key, model_bytes, erase_block=65536, image_id=No
         if opl.first_tile != F.NO_BUF:
             cout = len(op.mult)
             for c0 in range(0, cout, opl.group):
-                payloads.append(pack_payload(op, c0, min(cout, c0 + opl.group)))
+                if opl.ksplit:
+                    payloads += pack_ksplit(op, c0, min(cout, c0 + opl.group), opl.ksplit)
+                else:
+                    payloads.append(pack_payload(op, c0, min(cout, c0 + opl.group)))
 
     tiles = bytearray()
     body = bytearray()

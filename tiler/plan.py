@@ -24,7 +24,10 @@ Algorithm (greedy, not optimal):
    device does not run it). A spilled input's band buffer keeps the halo rows the next band shares
    (device/schedule.py `fresh`): each input row is read once per op, not once per band it touches.
    Readers of a channel-chunked spill (tiler/fuse.py) pay one tag per chunk: added once the plan is
-   final, not weighed while tiling.
+   final, not weighed while tiling. A 1x1 convolution of a chunked spill may instead sum its input
+   chunk by chunk (K-split, _tile_ksplit), which the device runs output group outside, so the input is
+   read once per group and the weights once per band; it is kept where it moves fewer bytes. (The
+   chain cuts, step 0, do not know of it: it shows only once the chains that chunk are tiled.)
 4. Steps 0-3 run six times (chain members outside split pairs with or without channel groups, chains
    cut on the estimate or on the residents of an earlier pass) and the plan moving fewest bytes wins.
    Tiling results are memoised by (ops, scratch, kinds of their tensors), so later passes are cheap.
@@ -76,6 +79,7 @@ class OpPlan:
         self.chained = False    # ... and not its last op: the next op consumes its output band by band
         self.split = None       # "out": computes one channel group at a time for the next op ("in")
         self.p = None           # parameters differing from the op's (a split op's narrow buffers)
+        self.ksplit = 0         # K-split 1x1 convolution over input chunks of this many channels
         self.wres = False       # a split chain member keeping every group's weight tile (tiler/fuse.py)
         self.chunk = 0          # channels per card unit of its spilled output (0: whole rows; tiler/fuse.py)
 
@@ -89,6 +93,7 @@ class Plan:
         self.chain_off = {}     # chain tensor -> offset of its band buffer
         self.chains = []        # fused chains: lists of op indices
         self.chunk = {}         # spilled base tensor -> channels per card unit, where chunked
+        self.chunk_now = {}     # ... as the chains tiled so far in this placement chose (_try)
         self.progress = None
         self.ops = []
         self.peak = 0
@@ -135,9 +140,15 @@ def _fresh(opl):
 
 def _tile_op(plan, op, avail, exact=False):
     """Best (cost, OpPlan) for op within `avail` scratch bytes, or None (memoised)."""
-    key = ("op", op.out, avail, exact, _kinds(plan, [op]))
+    ch = plan.chunk_now.get(plan.L.tensors[op.ins[0]].base, 0) if op.ins else 0
+    key = ("op", op.out, avail, exact, _kinds(plan, [op]), ch)
     if key not in plan.memo:
-        plan.memo[key] = _tile_op1(plan, op, avail, exact)
+        got = _tile_op1(plan, op, avail, exact)
+        if ch and ksplittable(op, plan.L):
+            alt = _tile_ksplit(plan, op, avail, ch)
+            if alt is not None and (got is None or alt[0] < got[0]):
+                got = alt
+        plan.memo[key] = got
     got = plan.memo[key]
     return (got[0], _fresh(got[1])) if got else None
 
@@ -206,6 +217,63 @@ def _tile_op1(plan, op, avail, exact=False):
                 opl.scratch = size
                 best = (cost, opl)
             break   # larger r fits first; smaller r only costs more for this g
+    return best
+
+
+def ksplittable(op, L):
+    """A 1x1 convolution (stride 1, no padding) can sum its input in channel chunks (K-split)."""
+    g = op.geom
+    return (op.kind == D.OP_CONV and g["kh"] == 1 and g["kw"] == 1 and op.p[D.P_SH] == 1 and op.p[D.P_SW] == 1
+            and g.get("pad_t", 0) == 0 and L.tensors[op.ins[0]].base == op.ins[0])
+
+
+def ksplit_tiles(cout, q, cin, ch):
+    """Payload lengths of a K-split convolution's tiles, output group by output group, chunk by chunk:
+    filter [q][ch] padded to 4; the group's last chunk also carries its bias, mult and shift."""
+    n = cin // ch
+    out = []
+    for c0 in range(0, cout, q):
+        g = min(q, cout - c0)
+        out += [(g * ch + 3) // 4 * 4 + (12 * g if u == n - 1 else 0) for u in range(n)]
+    return out
+
+
+def _tile_ksplit(plan, op, avail, ch):
+    """K-split tiling of a 1x1 convolution whose input is stored in channel chunks of ch (tiler/fuse.py):
+    per band and output group of q channels, int32 sums over the input chunk by chunk (each read
+    straight from its card units, each with its weight tile), then requantized. The input is read
+    once per output group, the weights once per band. (cost, OpPlan) or None."""
+    L = plan.L
+    tin = L.tensors[op.ins[0]]
+    out = L.tensors[op.out]
+    out_res = plan.kind[out.base] == F.T_ARENA
+    H, W, cout, n = out.h, out.w, out.c, tin.c // ch
+    best = None
+    for q in _cands(cout):
+        tiles = ksplit_tiles(cout, q, tin.c, ch)
+        nq = -(-cout // q)
+        for r in _cands(H):
+            need = [("in0", r * W * ch), ("w", max(tiles)), ("acc", 4 * r * W * q)]
+            if not out_res:
+                need.append(("out", r * out.row_bytes))
+            size = sum(_al(x) for _, x in need)
+            if size > avail:
+                continue
+            nb = -(-H // r)
+            inp = nq * H * (tin.row_bytes + n * F.TAG_LEN)
+            rd = inp + nb * (sum(tiles) + len(tiles) * F.TILE_SIZE)
+            wr = 0 if out_res else out.h * (out.row_bytes + F.TAG_LEN)
+            cost = (rd + wr, nb * len(tiles))
+            if best is None or cost < best[0]:
+                opl = OpPlan(op)
+                opl.band_rows, opl.n_bands, opl.group, opl.n_groups = r, nb, q, nq
+                opl.read, opl.written, opl.tiles = rd, wr, nb * len(tiles)
+                opl.need = need
+                opl.in_reads = {tin.base: inp}
+                opl.scratch = size
+                opl.ksplit = ch
+                best = (cost, opl)
+            break       # the largest band that fits moves least for this q
     return best
 
 
@@ -405,6 +473,7 @@ def _try(plan, live, inner, resident):
         plan.kind[b] = F.T_ARENA if b in resident else F.T_SPILL
     offs = _place(plan, live, resident)
     heads = dict((c[0], c) for c in plan.chains)
+    plan.chunk_now = {}
 
     def top_at(i):
         return max([STAGING] + [offs[b] + _al(L.tensors[b].nbytes) for b in resident if live[b][0] <= i <= live[b][1]])
@@ -424,6 +493,8 @@ def _try(plan, live, inner, resident):
                 m.res_top = top_at(j)
                 m.top = top
                 top += m.scratch
+                if m.chunk:
+                    plan.chunk_now[L.tensors[m.op.out].base] = m.chunk
             plans.extend(members)
             i += len(c)
             continue
@@ -465,7 +536,7 @@ def _finish(plan, plans):
         peak = max(peak, off, opl.top)
         if op.kind in _WEIGHTED:
             opl.first_tile = tile
-            tile += opl.n_groups
+            tile += opl.n_groups * (L.tensors[op.ins[0]].c // opl.ksplit if opl.ksplit else 1)
         if not opl.in_chain:       # a chain member counts its recomputed rows (tiler/fuse.py)
             opl.macs = op_macs(op, L)
     for b, o in plan.arena_off.items():
@@ -474,7 +545,7 @@ def _finish(plan, plans):
     # tag each; the tiling counted one tag per row, so add the others.
     plan.chunk = {L.tensors[o.op.out].base: o.chunk for o in plans if o.chunk}
     for opl in plans:
-        if any(b in plan.chunk for b in opl.in_reads):
+        if not opl.ksplit and any(b in plan.chunk for b in opl.in_reads):
             opl.in_reads = dict(opl.in_reads)      # (shared with the memoised tiling)
             for b in opl.in_reads:
                 if b in plan.chunk:
@@ -489,7 +560,10 @@ def _finish(plan, plans):
     # IO accounting (docs/design.md): the floor a device with unlimited SRAM would move, and the spills.
     inp, outp = L.tensors[L.input], L.tensors[L.output]
     plan.weight_bytes = sum(payload_len(o.op, min(o.group, len(o.op.mult) - c0))
-                            for o in plans if o.op.kind in _WEIGHTED for c0 in range(0, len(o.op.mult), o.group))
+                            for o in plans if o.op.kind in _WEIGHTED and not o.ksplit
+                            for c0 in range(0, len(o.op.mult), o.group))
+    plan.weight_bytes += sum(sum(ksplit_tiles(len(o.op.mult), o.group, L.tensors[o.op.ins[0]].c, o.ksplit))
+                             for o in plans if o.ksplit)
     plan.io_min = plan.weight_bytes + inp.nbytes + outp.nbytes
     plan.spill_bytes = sum(n for o in plans for b, n in o.in_reads.items() if plan.kind[b] == F.T_SPILL)
     plan.spill_bytes += sum(o.written for o in plans if plan.kind[L.tensors[o.op.out].base] == F.T_SPILL)

@@ -559,12 +559,10 @@ def _finish(plan, plans):
     plan.peak = peak
     # IO accounting (docs/design.md): the floor a device with unlimited SRAM would move, and the spills.
     inp, outp = L.tensors[L.input], L.tensors[L.output]
-    plan.weight_bytes = sum(payload_len(o.op, min(o.group, len(o.op.mult) - c0))
-                            for o in plans if o.op.kind in _WEIGHTED and not o.ksplit
-                            for c0 in range(0, len(o.op.mult), o.group))
-    plan.weight_bytes += sum(sum(ksplit_tiles(len(o.op.mult), o.group, L.tensors[o.op.ins[0]].c, o.ksplit))
-                             for o in plans if o.ksplit)
-    plan.io_min = plan.weight_bytes + inp.nbytes + outp.nbytes
+    # A device with unlimited SRAM reads each weighted op's payload as one tile (and its record), the
+    # input's rows and tags once, and writes the output's once: independent of this plan's tiling.
+    plan.io_min = (sum(payload_len(op, len(op.mult)) + F.TILE_SIZE for op in L.ops if op.kind in _WEIGHTED)
+                   + inp.h * (inp.row_bytes + F.TAG_LEN) + outp.h * (outp.row_bytes + F.TAG_LEN))
     plan.spill_bytes = sum(n for o in plans for b, n in o.in_reads.items() if plan.kind[b] == F.T_SPILL)
     plan.spill_bytes += sum(o.written for o in plans if plan.kind[L.tensors[o.op.out].base] == F.T_SPILL)
 

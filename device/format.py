@@ -63,6 +63,7 @@ OPF_KSPLIT = const(16)               # a 1x1 convolution summing its channel-chu
                                      # n_groups x (input chunks) tiles, group-major (device/ops.py)
 OPF_WRES = const(8)                  # a chain member loading all its group tiles at chain start, kept
                                      # one after another (8-byte aligned) from its weight buffer
+OPF_ALL = const(31)                  # every op flag above (validation refuses others)
 BUF_NAMES = ("in0", "in1", "in2", "in3", "w", "out", "acc")
 N_BUFS = const(7)
 NO_BUF = const(0xFFFFFFFF)           # "no scratch buffer": the operand is read or written in place

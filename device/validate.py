@@ -102,6 +102,9 @@ _T_OUTPUT = const(3)
 _T_SPILL = const(1)
 _TF_CHUNKED = const(1)
 _OPF_KSPLIT = const(16)
+_OPF_CHAIN = const(1)
+_OPF_WRES = const(8)
+_OPF_ALL = const(31)          # every flag format.py defines
 
 
 # Parameters and inputs each op kind takes.
@@ -141,11 +144,16 @@ def check_tables(img):
                 unit, units = tw * aoff, tc // aoff
             if slot != (unit + _TAG_LEN + _BLOCK - 1) // _BLOCK or sblk + th * units * slot > h[_H_SPILL_BLOCKS]:
                 raise ImageError("tensor %d: its rows do not fit the spill region" % i)
+    chained = 0              # the previous op's OPF_CHAIN: this op is a chain member
     for i in range(len(img.op_offs)):
         op = img.op(i)
         want = _P_LEN[op.kind] if op.kind < len(_P_LEN) else -1
         if want < 0 or (want and len(op.p) != want) or (op.kind == _OP_CONCAT and len(op.p)):
             raise ImageError("op #%d: unknown kind %d or %d parameters" % (i, op.kind, len(op.p)))
+        if op.flags & ~_OPF_ALL or (op.flags & _OPF_WRES and not (chained or op.flags & _OPF_CHAIN)) or \
+                (op.flags & _OPF_KSPLIT and (chained or op.flags & _OPF_CHAIN)):
+            raise ImageError("op #%d: flags %d (kept weights outside a chain, or a K-split inside one)" % (i, op.flags))
+        chained = op.flags & _OPF_CHAIN
         nin = len(op.ins)
         if (op.kind == _OP_ADD and nin != 2) or (op.kind == _OP_CONCAT and not 1 <= nin <= 4) or \
                 (op.kind not in (_OP_ADD, _OP_CONCAT) and nin != 1):

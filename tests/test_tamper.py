@@ -446,3 +446,43 @@ def test_no_command_prints_key_material(tmp_path, key):
     leaked = [name for name, s in secrets.items() for form in (s.hex(), s.hex().upper(), repr(s), s.hex()[:-2])
               if form in text]
     assert not leaked, leaked
+
+
+def _op_records(img):
+    """Image offsets of the op records (after the tensor records; each is OP_SIZE, the scratch offsets
+    and its n_p parameters)."""
+    h = FI.header(img)
+    pos = F.BLOCK + h["n_tensors"] * F.T_SIZE
+    offs = []
+    for _ in range(h["n_ops"]):
+        offs.append(pos)
+        pos += F.OP_SIZE + 4 * F.N_BUFS + 4 * img[pos + 2]
+    return offs
+
+
+@pytest.mark.parametrize("flag", [F.OPF_WRES, F.OPF_KSPLIT, 32, 128])
+def test_authentic_op_flags_the_runtime_cannot_run_are_refused(digits, key, flag):
+    """Tables a key holder (a buggy tiler) made authentic but that flag what the device cannot run -
+    kept group weights outside a fused chain, a K-split that is not a 1x1 convolution of a
+    channel-chunked tensor, flags no format defines - are refused when the image opens."""
+    from tileswap.host.emulator import Emulator
+    from tileswap.tiler.compile import compile_model
+    image, plan = compile_model(digits, sram=65536, key=key)
+    i = next(j for j, o in enumerate(plan.ops) if o.op.kind == 1 and not o.in_chain)   # a lone CONV_2D
+    img = bytearray(image)
+    img[_op_records(img)[i] + 3] |= flag
+    with pytest.raises(DeviceError) as e:
+        Emulator(bytes(FI.remac(img, key)), key).close()
+    assert "op #%d" % i in str(e.value), str(e.value)
+
+
+def test_authentic_chunk_flag_on_a_resident_tensor_is_refused(digits, key):
+    from tileswap.host.emulator import Emulator
+    from tileswap.tiler.compile import compile_model
+    image, plan = compile_model(digits, sram=65536, key=key)
+    t = next(b for b, k in plan.kind.items() if k == F.T_ARENA)
+    img = bytearray(image)
+    img[F.BLOCK + t * F.T_SIZE + 1] |= F.TF_CHUNKED
+    with pytest.raises(DeviceError) as e:
+        Emulator(bytes(FI.remac(img, key)), key).close()
+    assert "tensor %d" % t in str(e.value), str(e.value)

@@ -7,6 +7,10 @@ host by tileswap.host.cortexm.Recorder (each call's buffers, and the output the 
 - exhaustive: QUANTIZE and LEAKY_RELU on all 256 inputs, ADD on all 65536 input pairs.
 - the fast kernels' paths and edges (_kernel_fast_cases.py), fast and naive kernels both, including
   filters longer than Cortex-M's TS_COL_MAX and refusals.
+- Cortex-M's short-filter path (ts_conv.c: conv_short, filters of at most 64 values with requantization
+  constants that fused_ok accepts): every group count 1 .. 16 (each entry point of the unrolled inner
+  product), staged and direct gathers, padding, odd pixels and channels, channel groups, each clamp kind,
+  biases and shifts at the limits, and channels just past them (the fallback).
 """
 
 import functools
@@ -83,6 +87,82 @@ def _exhaustive_records(rec):
     assert_same(out, want, "ADD, every pair")
 
 
+def _short_case(rec, rng, *, in_w, in_c, out_w, g, kh, kw, in_h, y0, oh, sh=1, sw=1, dh=1, dw=1, pad_l=0,
+                out_c=None, fused=(-128, 127), off=1, bad=None, bad_ch=-1, sat=0):
+    """A convolution whose requantization constants meet fused_ok (ts_conv.c): shifts -21 .. -1 (both ends
+    often), multipliers 0 .. 2**31 - 1 (2**30: rounding ties), biases up to +-lim = 2**30 - 1 - K * 128 * 255
+    (both ends); with `bad` one channel (bad_ch) just outside ("shift": -22, "bias": lim + 1, "mult": -2**31,
+    "up": shift 0), so the tile must leave the short-filter and fused paths. sat=+-1: every filter value -128
+    and every x - in_zp = -+255, every bias +-lim (+-(lim + 1) with bad="bias"): accumulators at +-(2**30 - 1),
+    or at +-2**30 past the limit, where the doubled accumulator of the short-filter path would wrap."""
+    out_c = out_c or g
+    k = kh * kw * in_c
+    lim = (1 << 30) - 1 - k * 128 * 255
+    in_zp = {0: int(rng.integers(-128, 128)), 1: 127, -1: -128}[sat]
+    p = quant.conv_params(in_w=in_w, in_c=in_c, out_w=out_w, out_c=out_c, kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw,
+                          pad_l=pad_l, in_zp=in_zp, out_zp=int(rng.integers(-128, 128)), out_scale=1.0)
+    p[13], p[14] = fused
+    bias = rng.integers(-lim, lim + 1, g)
+    bias[::5], bias[1::5], bias[2::5] = lim, -lim, rng.integers(-999, 999, len(bias[2::5]))
+    mult = rng.integers(0, 1 << 31, g)
+    mult[::4], mult[1::7], mult[2::9] = 1 << 30, (1 << 31) - 1, 0
+    shift = -rng.integers(1, 22, g)
+    shift[::3], shift[1::6] = -21, -1
+    if sat:
+        bias[:] = sat * lim
+    if bad:
+        {"shift": shift, "bias": bias, "mult": mult, "up": shift}[bad][bad_ch] = {
+            "shift": -22, "bias": (sat or 1) * (lim + 1), "mult": -(1 << 31), "up": 0}[bad]
+        if bad == "mult":            # acc = 7, h = -7: a rounding tie, where [h < 0] and [x < 0] differ
+            shift[bad_ch], bias[bad_ch] = -1, 7
+    wts = np.full((g, k), -128, np.int8) if sat else rng.integers(-128, 128, (g, k), dtype=np.int8)
+    if bad == "mult":
+        wts[bad_ch] = 0
+    pay = quant.pack_weights_payload(wts, bias, mult, shift)
+    inp = rng.integers(-128, 128, off + in_h * in_w * in_c + 2, dtype=np.int8)
+    if sat:
+        inp[:] = -128 if sat > 0 else 127
+    inp = inp.tobytes()
+    out = bytearray(rng.integers(0, 256, off + oh * out_w * out_c + 2, dtype=np.uint8).tobytes())
+    rec.conv_s8(p, out, off, inp, off, in_h, y0, oh, pay, g)
+
+
+def _short_filter_records(rec):
+    rng = np.random.default_rng(5)
+    clamps = [(-128, 127), (-128, 0), (-128, 126), (-128, 60), (-20, 127), (-128, -1), (-50, 90), (-128, -100)]
+    for ng in range(1, 17):      # 1x1 filters of 4 * ng channels (direct gather), each clamp kind in turn
+        _short_case(rec, rng, in_w=5, in_c=4 * ng, out_w=5, g=2 * ng + 1, kh=1, kw=1, in_h=2, y0=0, oh=2,
+                    fused=clamps[ng % len(clamps)], out_c=2 * ng + 3)
+    for fused in clamps:         # the stem's shape: 3x3, 3 channels, stride 2, padded (staged gather)
+        _short_case(rec, rng, in_w=9, in_c=3, out_w=5, g=16, kh=3, kw=3, sh=2, sw=2, pad_l=1, in_h=9, y0=-1, oh=5,
+                    fused=fused)
+    _short_case(rec, rng, in_w=6, in_c=3, out_w=3, g=32, kh=3, kw=3, sh=2, sw=2, pad_l=0, in_h=8, y0=0, oh=3,
+                fused=(-128, 50))                                              # stem, bottom rows padding
+    _short_case(rec, rng, in_w=7, in_c=7, out_w=7, g=9, kh=3, kw=3, pad_l=1, in_h=5, y0=-1, oh=4)  # K=63
+    _short_case(rec, rng, in_w=6, in_c=16, out_w=5, g=6, kh=2, kw=2, in_h=3, y0=0, oh=2)           # K=64
+    _short_case(rec, rng, in_w=7, in_c=2, out_w=5, g=5, kh=3, kw=3, dh=2, dw=2, pad_l=1, in_h=7, y0=-1, oh=3,
+                fused=(-128, 100))                                             # dilated: tap by tap
+    _short_case(rec, rng, in_w=4, in_c=1, out_w=4, g=3, kh=1, kw=1, in_h=1, y0=0, oh=1)            # K=1
+    _short_case(rec, rng, in_w=5, in_c=5, out_w=5, g=4, kh=1, kw=1, in_h=1, y0=0, oh=1)            # 1x1, staged
+    _short_case(rec, rng, in_w=3, in_c=8, out_w=5, g=8, kh=1, kw=1, pad_l=1, in_h=2, y0=-1, oh=4,
+                fused=(-128, 30))                                              # 1x1 padded pixels
+    _short_case(rec, rng, in_w=9, in_c=16, out_w=5, g=10, kh=1, kw=1, sh=2, sw=2, in_h=5, y0=0, oh=3)  # stride 2
+    _short_case(rec, rng, in_w=2, in_c=12, out_w=2, g=7, kh=1, kw=1, in_h=2, y0=0, oh=2)           # 4 pixels
+    _short_case(rec, rng, in_w=3, in_c=12, out_w=3, g=7, kh=1, kw=1, in_h=1, y0=0, oh=1)           # 3: fused
+    _short_case(rec, rng, in_w=7, in_c=16, out_w=7, g=67, kh=1, kw=1, in_h=1, y0=0, oh=1, out_c=70)   # 2 groups
+    _short_case(rec, rng, in_w=5, in_c=64, out_w=5, g=45, kh=1, kw=1, in_h=1, y0=0, oh=1,
+                fused=(-128, 10))                                              # 3 groups, odd last channel
+    _short_case(rec, rng, in_w=5, in_c=32, out_w=5, g=1, kh=1, kw=1, in_h=1, y0=0, oh=1)           # one channel
+    for bad, ch in [("shift", -1), ("bias", 0), ("mult", 30), ("up", -1), ("bias", 21), ("shift", 44)]:
+        _short_case(rec, rng, in_w=5, in_c=64, out_w=5, g=45, kh=1, kw=1, in_h=1, y0=0, oh=1, bad=bad, bad_ch=ch,
+                    fused=(-128, 90))    # past a limit: in the first group, a later one, the odd last channel
+    for sat in (1, -1):                  # accumulators at +-(2**30 - 1), and at +-2**30 (bias one past the limit)
+        for fused, bad, ch in [((-128, 127), None, 0), ((-128, 20), None, 0), ((-128, 127), "bias", 3),
+                               ((-128, 127), "bias", 40), ((-60, 127), "bias", -1)]:
+            _short_case(rec, rng, in_w=5, in_c=24, out_w=5, g=41, kh=1, kw=1, in_h=1, y0=0, oh=1, sat=sat,
+                        fused=fused, bad=bad, bad_ch=ch)
+
+
 def _refusals(rec):
     p = quant.conv_params(in_w=4, in_c=2, out_w=4, out_c=3, kh=3, kw=3, pad_l=1, in_zp=0, out_zp=0, out_scale=1.0)
     pay = quant.pack_weights_payload(np.zeros((4, 3, 3, 2), np.int8), None, [1 << 30] * 4, [0] * 4)
@@ -107,5 +187,6 @@ def vectors():
         run(rec)
     for _, run, _big in edge_cases():
         run(rec)
+    _short_filter_records(rec)
     _refusals(rec)
     return rec.records, anchored

@@ -72,3 +72,14 @@ def test_cortexm_instruction_count(elfs, workdir):
     (r,) = rec.records
     per_mac = {b: cortexm.count_instructions(elfs[b], r, workdir) / r["macs"] for b in ("dsp", "plain")}
     assert per_mac["dsp"] < 1.3 and per_mac["plain"] > 1.5 * per_mac["dsp"], per_mac
+
+
+def test_cortexm_short_filters_instruction_count(elfs, workdir):
+    """MobileNetV2's 1x1 convolutions of 16 and 32 input channels and its 3x3 stem (3 channels, K = 27) take
+    the short-filter path of the DSP build (ts_conv.c: conv_short): under 1.5 instructions per MAC at the
+    reduced sizes `tileswap bench` measures (docs/native.md)."""
+    rng = np.random.default_rng(0)
+    for shape in [("1x1", 16, 64, 4, 1, "RELU6"), ("1x1", 32, 16, 4, 1, "NONE"), ("3x3", 3, 32, 8, 2, "RELU6")]:
+        r = cortexm._layer_record(*shape, rng)
+        per_mac = cortexm.count_instructions(elfs["dsp"], r, workdir) / r["macs"]
+        assert per_mac < 1.5, (shape, per_mac)

@@ -38,6 +38,7 @@ QEMU = ("qemu-system-arm", "-M", "mps2-an386", "-nographic", "-icount", "shift=0
 
 OP_CONV, OP_DWCONV, OP_FC, OP_ADD, OP_MAXPOOL, OP_AVGPOOL = 1, 2, 3, 4, 5, 6
 OP_MEAN_ACC, OP_MEAN_OUT, OP_SOFTMAX, OP_REQUANT, OP_LEAKY_RELU, OP_REF = 7, 8, 10, 11, 12, 100
+OP_CONV_ACC, OP_ACC_OUT = 13, 14
 CAP = 1 << 19   # the harness's buffer for each blob (native/cortexm/harness.c)
 
 
@@ -206,6 +207,15 @@ class Recorder:
     def mean_out_s8(self, p, out, out_off, acc):
         self._call(OP_MEAN_OUT, [], p, lambda: self.k.mean_out_s8(p, out, out_off, acc), out, out_off, b"", 0,
                    acc, 0)
+
+    def conv_acc_s8(self, p, acc, inp, in_off, npix, wts, q, ch, first):
+        self._call(OP_CONV_ACC, [npix, q, ch, 1 if first else 0], p,
+                   lambda: self.k.conv_acc_s8(p, acc, inp, in_off, npix, wts, q, ch, first), acc, 0, inp, in_off,
+                   wts, 0, npix * q * ch)
+
+    def acc_out_s8(self, p, out, out_off, acc, npix, wts, q, ch):
+        self._call(OP_ACC_OUT, [npix, q, ch], p, lambda: self.k.acc_out_s8(p, out, out_off, acc, npix, wts, q, ch),
+                   out, out_off, acc, 0, wts, 0)
 
     def softmax_s8(self, p, out, out_off, inp, in_off, rows):
         self._call(OP_SOFTMAX, [rows], p, lambda: self.k.softmax_s8(p, out, out_off, inp, in_off, rows), out,

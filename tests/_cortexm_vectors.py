@@ -1,9 +1,10 @@
 """Test vectors for the kernels on the emulated Cortex-M4 (test_cortexm.py): every operator, recorded on the
 host by tileswap.host.cortexm.Recorder (each call's buffers, and the output the host C kernels produce).
 
-- TFLite-anchored: the single-op models of test_kernels.py (convolutions, depthwise, pools, FC, ADD,
-  QUANTIZE, MEAN, SOFTMAX, LEAKY_RELU) run tile by tile; each recorded output is checked here against the
-  BUILTIN_REF interpreter's, so the emulated core must reproduce TFLite's bytes.
+- TFLite-anchored: the single-op models of test_kernels.py (convolutions, K-split 1x1 convolutions,
+  depthwise, pools, FC, ADD, QUANTIZE, MEAN, SOFTMAX, LEAKY_RELU) run tile by tile; each recorded output
+  is checked here against the BUILTIN_REF interpreter's, so the emulated core must reproduce TFLite's
+  bytes.
 - exhaustive: QUANTIZE and LEAKY_RELU on all 256 inputs, ADD on all 65536 input pairs.
 - the fast kernels' paths and edges (_kernel_fast_cases.py), fast and naive kernels both, including
   filters longer than Cortex-M's TS_COL_MAX and refusals.
@@ -21,11 +22,11 @@ from tileswap.host import cortexm
 from tileswap.tiler import quant
 
 from _kernel_cases import (assert_same, isolate, model, op_named, random_inputs, requantized, run_add, run_fc,
-                           run_isolated, run_mean, run_requant, run_softmax, run_spatial)
+                           run_isolated, run_ksplit, run_mean, run_requant, run_softmax, run_spatial)
 from _kernel_fast_cases import edge_cases, random_cases
 from _kernel_models import (add_model, conv_model, dwconv_model, fc_model, leaky_model, mean_model, pool_model,
                             softmax_concat_model, softmax_model)
-from test_kernels import CONV_CASES, DW_CASES, POOL_CASES
+from test_kernels import CONV_CASES, DW_CASES, KSPLIT_CASES, POOL_CASES
 
 _POOL = {"max": "MAX_POOL_2D", "avg": "AVERAGE_POOL_2D"}
 
@@ -38,6 +39,8 @@ def _tflite_records(rec):
     for case in CONV_CASES:
         check(conv_model, case, "CONV_2D", run_spatial)
         check(conv_model, case, "CONV_2D", run_spatial, bands=[2, 1], group=3)
+    for case, (chunk, group) in KSPLIT_CASES:       # 1x1 convolutions summed chunk by chunk (K-split)
+        check(conv_model, case, "CONV_2D", run_ksplit, chunk=chunk, group=group)
     for case in DW_CASES:
         check(dwconv_model, case, "DEPTHWISE_CONV_2D", run_spatial)
         check(dwconv_model, case, "DEPTHWISE_CONV_2D", run_spatial, bands=[3], group=2 * case[3])

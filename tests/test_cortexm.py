@@ -42,7 +42,7 @@ def test_cortexm_bit_exact(build, elfs, vectors, workdir):
     ops = {r["op"] for r in records}
     assert {cortexm.OP_CONV, cortexm.OP_DWCONV, cortexm.OP_FC, cortexm.OP_ADD, cortexm.OP_MAXPOOL, cortexm.OP_AVGPOOL,
             cortexm.OP_MEAN_ACC, cortexm.OP_MEAN_OUT, cortexm.OP_SOFTMAX, cortexm.OP_REQUANT,
-            cortexm.OP_LEAKY_RELU} <= ops, "every operator has vectors"
+            cortexm.OP_LEAKY_RELU, cortexm.OP_CONV_ACC, cortexm.OP_ACC_OUT} <= ops, "every operator has vectors"
     assert {cortexm.OP_REF + cortexm.OP_CONV, cortexm.OP_REF + cortexm.OP_DWCONV, cortexm.OP_REF + cortexm.OP_FC} <= ops
     assert anchored > 100 and any(r["status"] for r in records)
     failures = cortexm.check(elfs[build], records, workdir)

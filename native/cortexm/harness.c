@@ -19,7 +19,8 @@
 
 enum {
     OP_CONV = 1, OP_DWCONV = 2, OP_FC = 3, OP_ADD = 4, OP_MAXPOOL = 5, OP_AVGPOOL = 6, OP_MEAN_ACC = 7,
-    OP_MEAN_OUT = 8, OP_SOFTMAX = 10, OP_REQUANT = 11, OP_LEAKY_RELU = 12, OP_REF = 100 /* + op: naive kernel */
+    OP_MEAN_OUT = 8, OP_SOFTMAX = 10, OP_REQUANT = 11, OP_LEAKY_RELU = 12, OP_CONV_ACC = 13, OP_ACC_OUT = 14,
+    OP_REF = 100 /* + op: naive kernel */
 };
 
 #define CAP (512 * 1024)
@@ -74,6 +75,10 @@ static ts_status run(const int32_t *h)
         return ts_requant_s8(p, a[0], in, out);
     case OP_LEAKY_RELU:
         return ts_leaky_relu_s8(p, a[0], in, out);
+    case OP_CONV_ACC:       /* the int32 sums are the output buffer (offset 0: aligned) */
+        return ts_conv_acc_s8(p, a[0], a[1], a[2], a[3], in, in2, (int32_t *)(void *)out);
+    case OP_ACC_OUT:        /* the int32 sums are the input (offset 0: aligned) */
+        return ts_acc_out_s8(p, a[0], a[1], a[2], (const int32_t *)(const void *)in, in2, out);
     default:
         return (ts_status)99;
     }

@@ -132,6 +132,11 @@ def run_ksplit(rt, st):
     R = op.band_rows
     q = op.group
     stats = rt.stats
+    chunked = T[out[2]][1] & _TF_CHUNKED    # output written group by group, in channel chunks of q
+    if chunked and T[out[2]][6] != q:
+        raise ValueError("tensor %d is stored in chunks of %d channels; op writes groups of %d"
+                         % (out[2], T[out[2]][6], q))
+    nq = cout // q
     for band in range(op.n_bands):
         r0 = band * R
         r1 = min(H, r0 + R)
@@ -139,7 +144,7 @@ def run_ksplit(rt, st):
         if out[0] == _T_ARENA:
             o_off = out[6] + r0 * orb
         else:
-            o_off = rt.arena.claim(_OUT_BAND, bufs[5], (r1 - r0) * orb)
+            o_off = rt.arena.claim(_OUT_BAND, bufs[5], npix * q if chunked else (r1 - r0) * orb)
         a = rt.arena.claim(_ACC, bufs[6], 4 * npix * q)
         acc = mv[a:a + 4 * npix * q]
         for q0 in range(0, cout, q):
@@ -153,8 +158,13 @@ def run_ksplit(rt, st):
                 k.conv_acc_s8(p, acc, mv, bufs[0], npix, wts, g, ch, u == 0)
                 stats["macs"] += npix * g * ch
                 stats["tiles"] += 1
+            if chunked:                       # p's out_c is q: the band buffer holds this group
+                k.acc_out_s8(p, mv, o_off, acc, npix, wts, g, ch)
+                for r in range(r0, r1):
+                    rt._write_row(op.out, r * nq + q0 // q, mv, o_off + (r - r0) * out[4] * q, out[4] * q)
+                continue
             k.acc_out_s8(p, mv, o_off + q0, acc, npix, wts, g, ch)
-        if out[0] != _T_ARENA:
+        if out[0] != _T_ARENA and not chunked:
             for r in range(r0, r1):
                 rt._write_row(op.out, r, mv, o_off + (r - r0) * orb)
     rt.arena.release(1000 + tid)

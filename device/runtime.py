@@ -85,15 +85,17 @@ class Runtime:
         if not rb:
             rb = t[4] * t[5]
         blk = t[7] + r * t[8]      # logical block of row r in the spill ring
-        nfull = rb // _BLOCK
-        tail = rb - nfull * _BLOCK
         st = self.mv
+        staged = off == 0 and dst is st     # a chunk unit, read whole into the staging blocks
+        nfull = 0 if staged else rb // _BLOCK
+        tail = rb - nfull * _BLOCK
         nt = (tail + _TAG_LEN + _BLOCK - 1) // _BLOCK
         for _ in range(_REREADS):
             if nfull:
                 self._spill_io(False, blk, dst[off:off + nfull * _BLOCK], base, r)
             self._spill_io(False, blk + nfull, st[0:nt * _BLOCK], base, r)
-            dst[off + nfull * _BLOCK:off + rb] = st[0:tail]
+            if not staged:
+                dst[off + nfull * _BLOCK:off + rb] = st[0:tail]
             data = dst[off:off + rb]
             if C.eq(C.spill_tag(self.img.k_mac, self.counters.card_salt, base, self.n, r, data), bytes(st[tail:tail + _TAG_LEN])):
                 break
@@ -129,8 +131,8 @@ class Runtime:
 
     def _read_units(self, base, r, dst, off):
         """Row r of a channel-chunked tensor into dst[off:], whole: each unit (chunk channels of every
-        pixel, one block with its tag) is read, verified and decrypted in the staging blocks, then
-        copied pixel by pixel to its channels."""
+        pixel, at most two blocks with its tag) is read with one command into the staging blocks,
+        verified and decrypted there, then copied pixel by pixel to its channels."""
         t = self.T[base]
         w = t[4]
         c = t[5]
@@ -139,8 +141,8 @@ class Runtime:
         rb = w * ch
         mv = self.mv
         for u in range(n):
-            self._read_row(base, r * n + u, mv, _BLOCK, rb)
-            s = _BLOCK
+            self._read_row(base, r * n + u, mv, 0, rb)
+            s = 0
             d = off + u * ch
             for _ in range(w):
                 dst[d:d + ch] = mv[s:s + ch]

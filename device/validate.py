@@ -137,10 +137,10 @@ def check_tables(img):
             raise ImageError("tensor %d: flags %d on a tensor of kind %d" % (i, flags, kind))
         if kind in (_T_SPILL, _T_INPUT, _T_OUTPUT):
             unit, units = tw * tc, 1
-            if flags:          # channel chunks: one block per unit, whole units per row
-                if aoff < 1 or aoff >= tc or tc % aoff or tw * aoff + _TAG_LEN > _BLOCK:
+            if flags:          # channel chunks: units that fit the two staging blocks, whole units per row
+                if aoff < 1 or aoff >= tc or tc % aoff or tw * aoff + _TAG_LEN > 2 * _BLOCK:
                     raise ImageError("tensor %d: chunks of %d channels do not divide its %d channels into "
-                                     "one-block units" % (i, aoff, tc))
+                                     "units of at most two blocks" % (i, aoff, tc))
                 unit, units = tw * aoff, tc // aoff
             if slot != (unit + _TAG_LEN + _BLOCK - 1) // _BLOCK or sblk + th * units * slot > h[_H_SPILL_BLOCKS]:
                 raise ImageError("tensor %d: its rows do not fit the spill region" % i)

@@ -68,7 +68,10 @@ class _DryRun:
         c[kind + "_blocks"] += xfer[1]
 
     def _read_row(self, base, r, dst, off, rb=0):
-        self._add("read", row_xfer(rb or self.T[base][4] * self.T[base][5]))
+        if off == 0 and dst is self.mv:         # a chunk unit, one command into the staging blocks
+            self._add("read", (1, F.blocks_for(rb + F.TAG_LEN)))
+        else:
+            self._add("read", row_xfer(rb or self.T[base][4] * self.T[base][5]))
 
     def _write_row(self, tid, r, src, off, rb=0):
         self._add("write", row_xfer(rb or self.T[tid][4] * self.T[tid][5]))

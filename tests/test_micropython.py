@@ -60,7 +60,7 @@ def test_zoo_on_micropython_equals_emulator(name, key):
 
 
 @pytest.mark.parametrize("name, sram", [("expand_dw_project", 4096), ("conv_mean_by_groups", 2944),
-                                        ("inverted_residual", 3736)])
+                                        ("inverted_residual", 3736), ("ksplit_chunked_out", 24000)])
 def test_group_wise_execution_on_micropython(name, sram, key):
     """K-split sums over channel-chunked spills, a convolution split into a MEAN, resident split
     weights (tests/test_pipeline.py checks each plan uses them): MicroPython equals the emulator."""

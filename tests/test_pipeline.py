@@ -91,16 +91,20 @@ def test_fused_chains_and_split_pairs_are_exercised(key):
 
 
 @pytest.mark.parametrize("name, sram", [("expand_dw_project", 4096), ("conv_mean_by_groups", 2944),
-                                        ("inverted_residual", 3736)])
+                                        ("inverted_residual", 3736), ("ksplit_chunked_out", 24000)])
 def test_group_wise_execution_is_exercised(name, sram, key):
     """At these budgets the plans use the channel-group modes: a depthwise spilling its output in
-    channel chunks and a 1x1 convolution summing them chunk by chunk (K-split); a convolution split
-    into a MEAN; split ops keeping all their group tiles (wres). Bit-exact, counters as planned."""
+    channel chunks and a 1x1 convolution summing them chunk by chunk (K-split), which may write its own
+    output in chunks; a convolution split into a MEAN; split ops keeping all their group tiles (wres).
+    Bit-exact, counters as planned."""
     tfl = model(name)
     image, plan = compile_model(tfl, sram=sram, key=key)
     want = {"expand_dw_project": lambda: plan.chunk and any(o.ksplit for o in plan.ops),
             "conv_mean_by_groups": lambda: any(o.split == "in" and o.op.kind == 7 for o in plan.ops),
-            "inverted_residual": lambda: plan.chunk and any(o.wres for o in plan.ops)}[name]
+            "inverted_residual": lambda: plan.chunk and any(o.wres for o in plan.ops),
+            # a K-split op writing its output in chunks whose units take two card blocks
+            "ksplit_chunked_out": lambda: any(o.ksplit and o.chunk and o.n_bands > 1 for o in plan.ops) and any(
+                plan.L.tensors[b].w * c + 32 > 512 for b, c in plan.chunk.items())}[name]
     assert want(), [(o.split, o.ksplit, o.wres) for o in plan.ops]
     check(tfl, key, sram)
     _counters_equal_plan(image, key, sram)

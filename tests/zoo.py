@@ -410,6 +410,18 @@ def expand_dw_project():
     return _finish("expand_dw_project", x, L.Conv2D(48, 1)(y))
 
 
+@case("CONV_2D", "CONV_2D", "CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD")
+def ksplit_chunked_out():
+    """expand_dw_project on a 14x14 map whose projection (384 -> 160) feeds two 1x1 convs (so it is fused with
+    neither): at tight budgets the projection sums its channel-chunked input chunk by chunk (K-split) and
+    writes its own output in channel chunks of two card blocks, which both readers rebuild pixel by pixel."""
+    L, x = _start("ksplit_chunked_out", (14, 14, 32))
+    y = L.Conv2D(384, 1, activation="relu6")(x)
+    y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(y)
+    y = L.Conv2D(160, 1)(y)
+    return _finish("ksplit_chunked_out", x, L.Add()([L.Conv2D(8, 1)(y), L.Conv2D(8, 1)(y)]))
+
+
 @case("CONV_2D", "MEAN")
 def conv_mean_by_groups():
     """1x1 CONV_2D widening 24 -> 160 channels, then a global MEAN (MobileNetV2's head): at tight

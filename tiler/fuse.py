@@ -166,10 +166,12 @@ def bands_of(plan, idxs, r):
 _MAX_SCATTER = 512         # pixel copies per row a reader of a chunked tensor makes, at most
 
 
-def chunked(t, g):
-    """Can spilled tensor t be stored in channel chunks of g (one card block per unit, see
-    docs/format.md)? Readers rebuild whole rows pixel by pixel, so rows of many narrow units are not."""
-    return (g < t.c and t.c % g == 0 and t.w * g + F.TAG_LEN <= F.BLOCK
+def chunked(t, g, blocks=1):
+    """Can spilled tensor t be stored in channel chunks of g, a unit and its tag in `blocks` card blocks
+    (at most the two staging blocks, see docs/format.md)? Readers rebuild whole rows pixel by pixel, so
+    rows of many narrow units are not. (Split depthwise outputs take one block: allowing two makes the
+    chains pick wider groups, which costs their K-split readers more than the tags it saves.)"""
+    return (g < t.c and t.c % g == 0 and t.w * g + F.TAG_LEN <= blocks * F.BLOCK
             and t.w * (t.c // g) <= _MAX_SCATTER)
 
 

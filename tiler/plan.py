@@ -26,8 +26,9 @@ Algorithm (greedy, not optimal):
    Readers of a channel-chunked spill (tiler/fuse.py) pay one tag per chunk: added once the plan is
    final, not weighed while tiling. A 1x1 convolution of a chunked spill may instead sum its input
    chunk by chunk (K-split, _tile_ksplit), which the device runs output group outside, so the input is
-   read once per group and the weights once per band; it is kept where it moves fewer bytes. (The
-   chain cuts, step 0, do not know of it: it shows only once the chains that chunk are tiled.)
+   read once per group and the weights once per band; it is kept where it moves fewer bytes, and may
+   write a spilled output in chunks of its output group. (The chain cuts, step 0, do not know of it:
+   it shows only once the chains that chunk are tiled.)
 4. Steps 0-3 run six times (chain members outside split pairs with or without channel groups, chains
    cut on the estimate or on the residents of an earlier pass) and the plan moving fewest bytes wins.
    Tiling results are memoised by (ops, scratch, kinds of their tensors), so later passes are cheap.
@@ -249,31 +250,39 @@ def _tile_ksplit(plan, op, avail, ch):
     out_res = plan.kind[out.base] == F.T_ARENA
     H, W, cout, n = out.h, out.w, out.c, tin.c // ch
     best = None
+    # A spilled output may be written group by group in channel chunks of q (units of up to two
+    # blocks), so its band buffer holds one group: wider groups fit, and the input is read fewer times.
+    can_chunk = plan.kind[out.base] == F.T_SPILL and out.base == out.id
     for q in _cands(cout):
         tiles = ksplit_tiles(cout, q, tin.c, ch)
         nq = -(-cout // q)
-        for r in _cands(H):
-            need = [("in0", r * W * ch), ("w", max(tiles)), ("acc", 4 * r * W * q)]
-            if not out_res:
-                need.append(("out", r * out.row_bytes))
-            size = sum(_al(x) for _, x in need)
-            if size > avail:
-                continue
-            nb = -(-H // r)
-            inp = nq * H * (tin.row_bytes + n * F.TAG_LEN)
-            rd = inp + nb * (sum(tiles) + len(tiles) * F.TILE_SIZE)
-            wr = 0 if out_res else out.h * (out.row_bytes + F.TAG_LEN)
-            cost = (rd + wr, nb * len(tiles))
-            if best is None or cost < best[0]:
-                opl = OpPlan(op)
-                opl.band_rows, opl.n_bands, opl.group, opl.n_groups = r, nb, q, nq
-                opl.read, opl.written, opl.tiles = rd, wr, nb * len(tiles)
-                opl.need = need
-                opl.in_reads = {tin.base: inp}
-                opl.scratch = size
-                opl.ksplit = ch
-                best = (cost, opl)
-            break       # the largest band that fits moves least for this q
+        for cq in ((q, 0) if can_chunk and fuse.chunked(out, q, 2) else (0,)):
+            for r in _cands(H):
+                need = [("in0", r * W * ch), ("w", max(tiles)), ("acc", 4 * r * W * q)]
+                if not out_res:
+                    need.append(("out", r * W * q if cq else r * out.row_bytes))
+                size = sum(_al(x) for _, x in need)
+                if size > avail:
+                    continue
+                nb = -(-H // r)
+                inp = nq * H * (tin.row_bytes + n * F.TAG_LEN)
+                rd = inp + nb * (sum(tiles) + len(tiles) * F.TILE_SIZE)
+                wr = 0 if out_res else out.h * fuse.spill_row(out, cq)
+                cost = (rd + wr, nb * len(tiles))
+                if best is None or cost < best[0]:
+                    opl = OpPlan(op)
+                    opl.band_rows, opl.n_bands, opl.group, opl.n_groups = r, nb, q, nq
+                    opl.read, opl.written, opl.tiles = rd, wr, nb * len(tiles)
+                    opl.need = need
+                    opl.in_reads = {tin.base: inp}
+                    opl.scratch = size
+                    opl.ksplit = ch
+                    opl.chunk = cq
+                    if cq:
+                        opl.p = list(op.p)
+                        opl.p[D.P_OUT_C] = q      # the band buffer holds one group
+                    best = (cost, opl)
+                break       # the largest band that fits moves least for this q
     return best
 
 
@@ -503,6 +512,8 @@ def _try(plan, live, inner, resident):
         if got is None:
             return offs, plans, i
         got[1].top = got[1].res_top = top
+        if got[1].chunk:                        # a K-split op writing its output in channel chunks
+            plan.chunk_now[L.tensors[L.ops[i].out].base] = got[1].chunk
         plans.append(got[1])
         i += 1
     return offs, plans, None

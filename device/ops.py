@@ -52,6 +52,8 @@ _TF_CHUNKED = const(1)
 
 _OUT_BAND = const(-3)        # arena claim owners (copies of arena.py's)
 _ACC = const(-4)
+_WEIGHTS = const(-2)
+_KEPT = const(-100)          # - op index: a chain member's kept group tiles
 _SPATIAL = const((_OP_CONV, _OP_DWCONV, _OP_MAXPOOL, _OP_AVGPOOL))
 
 
@@ -67,6 +69,7 @@ class _State:
         self.cout = op.p[_PF_OUT_C] if op.kind == _OP_FC else out[5]
         self.weighted = op.first_tile != _NO_BUF
         self.wts = None
+        self.wl = None          # a chain member's kept group tiles (OPF_WRES, run_chain)
         self.band = -1          # a split convolution's band whose input rows are fetched (offs, rows)
         self.offs = self.rows = None
         for tid in op.ins:
@@ -181,6 +184,8 @@ def run_chain(rt, members):
                 w = rt._load_tile(st.op.first_tile + t, off, st.i)
                 st.wl.append(w)
                 off += (len(w) + 7) // 8 * 8
+            rt.arena.release(_WEIGHTS)      # the tiles stay claimed, as one region of this member
+            rt.arena.claim(_KEPT - st.i, st.op.bufs[4], off - st.op.bufs[4])
         elif st.weighted:
             st.wts = rt._load_tile(st.op.first_tile, st.op.bufs[4], st.i)
     last = sts[-1]
@@ -283,7 +288,7 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
                 if only >= 0 and g0 != only:
                     continue
                 g = min(op.group, cout - g0)
-                if op.flags & _OPF_WRES:
+                if op.flags & _OPF_WRES and st.wl is not None:
                     st.wts = st.wl[g0 // op.group]
                 elif st.wts is None or op.n_groups > 1:
                     st.wts = rt._load_tile(op.first_tile + g0 // op.group, bufs[4], st.i)

@@ -104,6 +104,7 @@ _TF_CHUNKED = const(1)
 _OPF_KSPLIT = const(16)
 _OPF_CHAIN = const(1)
 _OPF_WRES = const(8)
+_PF_OUT_C = const(1)
 _OPF_ALL = const(31)          # every flag format.py defines
 
 
@@ -171,8 +172,15 @@ def check_tables(img):
             nt *= t[5] // t[6]
         if op.first_tile != _NO_BUF and op.first_tile + nt > h[_H_N_TILES]:
             raise ImageError("op #%d: tiles %d..%d do not exist" % (i, op.first_tile, op.first_tile + nt))
+        cout = op.p[_PF_OUT_C] if op.kind == _OP_FC else T[op.out][5]
+        if op.first_tile != _NO_BUF and op.n_groups != (cout + op.group - 1) // op.group:
+            raise ImageError("op #%d: %d groups of %d do not cover its %d channels" % (i, op.n_groups, op.group, cout))
+        if op.bufs[6] != _NO_BUF and op.bufs[6] & 3:
+            raise ImageError("op #%d: its int32 accumulator at %d is not 4-byte aligned" % (i, op.bufs[6]))
         if (op.first_tile != _NO_BUF) != (op.kind in (_OP_CONV, _OP_DWCONV, _OP_FC)):
             raise ImageError("op #%d: weights where there are none, or none where there must be" % i)
+        if chained and i == len(img.op_offs) - 1:
+            raise ImageError("op #%d: chained to a next op that does not exist" % i)
         for b in op.bufs:
             if b != _NO_BUF and b >= budget:
                 raise ImageError("op #%d: a scratch buffer at %d is outside the %d-byte arena" % (i, b, budget))

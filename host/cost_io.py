@@ -6,9 +6,12 @@ io_read_bytes / io_write_bytes) are not enough. Two ways to count:
 - `image_io(image)` runs the runtime's own schedule (device/ops.py: single ops and fused chains, bands
   outside, channel groups inside) over the image's tables with no-op kernels, counting what its card
   primitives would issue. Exact; the tests compare it with what the emulated card saw.
-- `estimate_io(ops)` works from `plan_info`'s per-op figures alone, when only those are at hand: exact for
-  output rows and weight tiles, approximate for input rows (their size is taken from the previous op's
-  output row, which holds for chains of single-input ops).
+- `estimate_io(ops)` works from `plan_info`'s per-op figures alone, when only those are at hand: it takes
+  every transfer as a whole row (or tile), so it is exact for output rows and weight tiles of plans
+  without channel-chunked spills, K-split ops or kept group tiles, and approximate otherwise (a chunked
+  row moves as several one- or two-block units) and for input rows (their size is taken from the
+  previous op's output row, which holds for chains of single-input ops). `tileswap plan --board` with
+  the image uses `image_io`.
 
 A transfer of n bytes (a spilled row plus its 32-byte tag, or a weight tile) is one command for its full
 blocks and one for its last, partial block (through the staging blocks); a tile load also reads its

@@ -114,15 +114,18 @@ def test_private_copies_of_format_and_opdefs_agree():
     assert checked > 100
     assert counters.FIELDS == F.CTR_FIELDS[2:10]     # Counters.save packs them in this order
     from tileswap.device import arena, ops, runtime
-    assert (ops._OUT_BAND, ops._ACC) == (arena._OUT_BAND, arena._ACC)
+    assert (ops._OUT_BAND, ops._ACC, ops._WEIGHTS, ops._KEPT) == (arena._OUT_BAND, arena._ACC, arena._WEIGHTS,
+                                                                  arena._KEPT)
     assert (runtime._WEIGHTS, runtime._INPUT_ROW) == (arena._WEIGHTS, arena._INPUT_ROW)
     assert len({arena.STAGING, arena._WEIGHTS, arena._OUT_BAND, arena._ACC, arena._INPUT_ROW}) == 5
 
 
 def test_digits_runs_in_a_small_heap(digits, key):
     """The heap the runtime needs stays small (docs/boards.md, 'Heap needed'): digits at a 4 KiB arena runs
-    in an 84 KiB heap (about 74 KiB is the measured minimum) and the open-time code is freed."""
+    in an 88 KiB heap (79 KiB is the measured minimum; a given size can fail by fragmentation where a
+    smaller one passes: 84 KiB did once the K-split and chunk code was in) and the open-time code is
+    freed."""
     image, _ = compile_model(digits, sram=4096, key=key)
     x = np.random.default_rng(3).integers(-128, 128, 64).astype(np.int8).tobytes()
-    _, rep = run_micropython(image, key, [x, x], heap=84 * 1024)
+    _, rep = run_micropython(image, key, [x, x], heap=88 * 1024)
     assert rep["heap_after_collect"][-1] < 64 * 1024, rep["heap_after_collect"]

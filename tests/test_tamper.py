@@ -486,3 +486,37 @@ def test_authentic_chunk_flag_on_a_resident_tensor_is_refused(digits, key):
     with pytest.raises(DeviceError) as e:
         Emulator(bytes(FI.remac(img, key)), key).close()
     assert "tensor %d" % t in str(e.value), str(e.value)
+
+
+def test_authentic_chain_flag_on_the_last_op_is_refused(digits, key):
+    """OPF_CHAIN on the last op chains it to nothing: refused when the image opens (else kept group tiles
+    (OPF_WRES) of a lone op would never be loaded)."""
+    from tileswap.host.emulator import Emulator
+    image, plan = compile_model(digits, sram=65536, key=key)
+    img = bytearray(image)
+    last = len(plan.ops) - 1
+    img[_op_records(img)[last] + 3] |= F.OPF_CHAIN | F.OPF_WRES
+    with pytest.raises(ImageError) as e:
+        Emulator(bytes(FI.remac(img, key)), key).close()
+    assert "op #%d" % last in str(e.value), str(e.value)
+
+
+def test_a_buffer_placed_over_kept_group_tiles_is_refused(key):
+    """A chain member's kept group tiles (OPF_WRES) stay claimed in the arena as one region: an authentic
+    table that puts another buffer over them fails with an ArenaError, not a silently wrong output."""
+    import struct
+
+    from tileswap.host.emulator import Emulator
+    from zoo import model
+    image, plan = compile_model(model("inverted_residual"), sram=3736, key=key)
+    i = next(j for j, o in enumerate(plan.ops) if o.wres and o.n_groups > 1 and "out" in o.bufs)
+    img = bytearray(image)
+    rec = _op_records(img)[i] + F.OP_SIZE
+    struct.pack_into("<I", img, rec + 4 * 5, plan.ops[i].bufs["w"][0])     # output band over kept tile 0
+    emu = Emulator(bytes(FI.remac(img, key)), key)
+    try:
+        with pytest.raises(DeviceError) as e:
+            emu.run(np.zeros(emu.rt.input_size(), np.int8))
+    finally:
+        emu.close()
+    assert "kept weight tiles of op #%d" % i in str(e.value), str(e.value)

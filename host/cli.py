@@ -117,12 +117,13 @@ def cmd_plan(a):
           "%d MACs%s" % (a.image, info["sram_budget"], info["peak_sram"], info["weight_bytes"],
                          info["io_read_bytes"], info["io_write_bytes"], info["tiles"], info["macs"],
                          "" if info["authenticated"] else "  (not authenticated: pass --key to check)"))
-    print("%3s %-18s %-16s %-13s %6s %6s %8s %10s %10s %12s" % ("#", "op", "output", "output in", "bands",
-                                                              "groups", "peak", "read", "written", "MACs"))
+    print("%3s %-18s %-16s %-22s %6s %6s %8s %10s %10s %12s  %s" % ("#", "op", "output", "output in", "bands",
+                                                                   "groups", "peak", "read", "written", "MACs",
+                                                                   "how"))
     for o in info["ops"]:
-        print("%3d %-18s %-16s %-13s %6d %6d %8d %10d %10d %12d" % (
+        print(("%3d %-18s %-16s %-22s %6d %6d %8d %10d %10d %12d  %s" % (
             o["index"], o["op"], "x".join(map(str, o["out_shape"])), o["output_in"], o["bands"], o["groups"],
-            o["peak_sram"], o["io_read_bytes"], o["io_write_bytes"], o["macs"]))
+            o["peak_sram"], o["io_read_bytes"], o["io_write_bytes"], o["macs"], o["mode"])).rstrip())
 
 
 def cmd_run(a):

@@ -10,6 +10,9 @@ from .errors import HostError
 
 _WHERE = {F.T_ARENA: "sram", F.T_SPILL: "card", F.T_INPUT: "card (input)", F.T_OUTPUT: "card (output)",
           F.T_CHAIN: "fused (bands)"}
+# How an op runs (docs/format.md, op flags): the plan view's last column.
+_MODES = ((F.OPF_SPLIT_OUT, "groups into the next op"), (F.OPF_SPLIT_IN, "by the previous op's groups"),
+          (F.OPF_WRES, "keeps its group tiles"), (F.OPF_KSPLIT, "K-split over input chunks"))
 
 
 def plan_info(image, key=None):
@@ -35,10 +38,13 @@ def plan_info(image, key=None):
             tin = img.tensors[op.ins[0]]
             n *= tin[5] // tin[6]
         tiles += n
+        base = img.tensors[t[2]]
+        where = _WHERE[base[0]] + (" (chunks of %d)" % base[6] if base[1] & F.TF_CHUNKED else "")
+        mode = [name for flag, name in _MODES if op.flags & flag]
         ops.append(dict(index=i, op=D.OP_NAMES.get(op.kind, str(op.kind)), out_shape=[t[3], t[4], t[5]],
-                        output_in=_WHERE[img.tensors[t[2]][0]], band_rows=op.band_rows, bands=op.n_bands,
+                        output_in=where, band_rows=op.band_rows, bands=op.n_bands,
                         group=op.group, groups=op.n_groups, tiles=n, peak_sram=peak, io_read_bytes=rd,
-                        io_write_bytes=wr, macs=macs))
+                        io_write_bytes=wr, macs=macs, mode=", ".join(mode)))
     rd, wr = sum(o["io_read_bytes"] for o in ops), sum(o["io_write_bytes"] for o in ops)
     return dict(
         format_version=h["version"], image_version=h["image_version"], image_id=bytes(h["image_id"]).hex(),

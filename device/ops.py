@@ -135,10 +135,7 @@ def run_ksplit(rt, st):
     R = op.band_rows
     q = op.group
     stats = rt.stats
-    chunked = T[out[2]][1] & _TF_CHUNKED    # output written group by group, in channel chunks of q
-    if chunked and T[out[2]][6] != q:
-        raise ValueError("tensor %d is stored in chunks of %d channels; op writes groups of %d"
-                         % (out[2], T[out[2]][6], q))
+    chunked = _chunked(T, out, q)           # output written group by group, in channel chunks of q
     nq = cout // q
     for band in range(op.n_bands):
         r0 = band * R
@@ -171,6 +168,16 @@ def run_ksplit(rt, st):
             for r in range(r0, r1):
                 rt._write_row(op.out, r, mv, o_off + (r - r0) * orb)
     rt.arena.release(1000 + tid)
+
+
+def _chunked(T, out, group):
+    """1 if output tensor `out` is stored in channel chunks, which must be the op's groups; else 0."""
+    b = T[out[2]]
+    if not b[1] & _TF_CHUNKED:
+        return 0
+    if b[6] != group:
+        raise ValueError("tensor %d is stored in chunks of %d channels; op writes groups of %d" % (out[2], b[6], group))
+    return 1
 
 
 def run_chain(rt, members):
@@ -269,10 +276,9 @@ def run_band(rt, st, r0, r1, last_band, only=-1):
         o_off = out[6]
         rt.chain_start[op.out] = r0
         rt.arena.claim(op.out, o_off, (r1 - r0) * (out[4] * op.group if narrow else orb))
-    elif T[out[2]][1] & _TF_CHUNKED:   # one group of a split depthwise: written unit by unit below
-        if only < 0 or kind != _OP_DWCONV or T[out[2]][6] != op.group:
-            raise ValueError("tensor %d is stored in chunks of %d channels; op writes groups of %d"
-                             % (out[2], T[out[2]][6], op.group))
+    elif _chunked(T, out, op.group):   # one group of a split depthwise: written unit by unit below
+        if only < 0 or kind != _OP_DWCONV:
+            raise ValueError("tensor %d is stored in channel chunks: only a split depthwise writes it" % out[2])
         o_off = rt.arena.claim(_OUT_BAND, bufs[5], (r1 - r0) * out[4] * op.group)
         chunked = 1
     else:

@@ -129,11 +129,14 @@ class Runtime:
         self._spill_io(True, blk + nfull, st[0:nt * _BLOCK], base, r)
         self.stats["bytes_written"] += rb + _TAG_LEN
 
-    def _read_units(self, base, r, dst, off):
-        """Row r of a channel-chunked tensor into dst[off:], whole: each unit (chunk channels of every
-        pixel, at most two blocks with its tag) is read with one command into the staging blocks,
-        verified and decrypted there, then copied pixel by pixel to its channels."""
+    def _read_whole_row(self, base, r, dst, off):
+        """Row r of a card tensor into dst[off:], all its channels. A channel-chunked tensor's units (chunk
+        channels of every pixel, at most two blocks with its tag) are each read with one command into
+        the staging blocks, verified and decrypted there, then copied pixel by pixel to their channels."""
         t = self.T[base]
+        if not t[1] & _TF_CHUNKED:
+            self._read_row(base, r, dst, off)
+            return
         w = t[4]
         c = t[5]
         ch = t[6]
@@ -269,10 +272,7 @@ class Runtime:
         rb = base[4] * base[5]
         buf = bytearray(base[3] * rb)
         for r in range(base[3]):
-            if base[1] & _TF_CHUNKED:
-                self._read_units(t[2], r, memoryview(buf), r * rb)
-            else:
-                self._read_row(t[2], r, memoryview(buf), r * rb)
+            self._read_whole_row(t[2], r, memoryview(buf), r * rb)
         return bytes(buf[:n])
 
     # ---- inference ----------------------------------------------------------------------------
@@ -338,10 +338,7 @@ class Runtime:
                 mv[buf + i:buf + i + m] = mv[buf + d + i:buf + d + i + m]
                 i += m
         for r in range(f, rz):
-            if base[1] & _TF_CHUNKED:
-                self._read_units(t[2], r, self.mv, buf + (r - ra) * rbb)
-            else:
-                self._read_row(t[2], r, self.mv, buf + (r - ra) * rbb)
+            self._read_whole_row(t[2], r, self.mv, buf + (r - ra) * rbb)
         self.held[buf] = (t[2], ra, rz)
         return buf + a * rbv - ra * rbb
 

@@ -50,7 +50,7 @@ class _DryRun:
     and the card I/O primitives only count the commands and blocks the runtime would issue."""
 
     _fetch = Runtime._fetch          # the runtime's own: resident, chain-buffer or card rows
-    _read_units = Runtime._read_units    # ... and the units of channel-chunked rows
+    _read_whole_row = Runtime._read_whole_row    # ... rows, or the units of channel-chunked rows
 
     def __init__(self, img, tiles):
         self.img, self.T, self.tiles = img, img.tensors, tiles

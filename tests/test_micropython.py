@@ -12,7 +12,7 @@ from tileswap.host.emulator import Emulator
 from tileswap.host.micropython import run_micropython
 from tileswap.tiler.compile import compile_model
 
-from zoo import ZOO, model, sample_input
+from zoo import GROUP_WISE, ZOO, model, sample_input
 
 HEAP = 256 * 1024
 
@@ -59,8 +59,7 @@ def test_zoo_on_micropython_equals_emulator(name, key):
     _same_as_emulator(tfl, 16 * 1024, key, n=1, seed=5)
 
 
-@pytest.mark.parametrize("name, sram", [("expand_dw_project", 4096), ("conv_mean_by_groups", 2944),
-                                        ("inverted_residual", 3736), ("ksplit_chunked_out", 24000)])
+@pytest.mark.parametrize("name, sram", GROUP_WISE)
 def test_group_wise_execution_on_micropython(name, sram, key):
     """K-split sums over channel-chunked spills, a convolution split into a MEAN, resident split
     weights (tests/test_pipeline.py checks each plan uses them): MicroPython equals the emulator."""

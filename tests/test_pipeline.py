@@ -14,7 +14,7 @@ from tileswap.host.verify import verify
 from tileswap.tiler import TilerError
 from tileswap.tiler.compile import compile_model
 
-from zoo import ZOO, model
+from zoo import GROUP_WISE, ZOO, model
 
 BIG = 1 << 20
 
@@ -90,8 +90,7 @@ def test_fused_chains_and_split_pairs_are_exercised(key):
         _counters_equal_plan(image, key, sram)
 
 
-@pytest.mark.parametrize("name, sram", [("expand_dw_project", 4096), ("conv_mean_by_groups", 2944),
-                                        ("inverted_residual", 3736), ("ksplit_chunked_out", 24000)])
+@pytest.mark.parametrize("name, sram", GROUP_WISE)
 def test_group_wise_execution_is_exercised(name, sram, key):
     """At these budgets the plans use the channel-group modes: a depthwise spilling its output in
     channel chunks and a 1x1 convolution summing them chunk by chunk (K-split), which may write its own

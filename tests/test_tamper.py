@@ -23,6 +23,7 @@ from tileswap.device import format as F
 from tileswap.host import fault_campaign as CF
 from tileswap.device.runtime import Runtime
 from tileswap.device.storage import BytesBlockDevice
+from tileswap.host.emulator import Emulator
 from tileswap.host.faults import FaultyBlockDevice, PowerLoss
 from tileswap.tiler.compile import compile_model
 
@@ -465,8 +466,6 @@ def test_authentic_op_flags_the_runtime_cannot_run_are_refused(digits, key, flag
     """Tables a key holder (a buggy tiler) made authentic but that flag what the device cannot run -
     kept group weights outside a fused chain, a K-split that is not a 1x1 convolution of a
     channel-chunked tensor, flags no format defines - are refused when the image opens."""
-    from tileswap.host.emulator import Emulator
-    from tileswap.tiler.compile import compile_model
     image, plan = compile_model(digits, sram=65536, key=key)
     i = next(j for j, o in enumerate(plan.ops) if o.op.kind == 1 and not o.in_chain)   # a lone CONV_2D
     img = bytearray(image)
@@ -477,8 +476,6 @@ def test_authentic_op_flags_the_runtime_cannot_run_are_refused(digits, key, flag
 
 
 def test_authentic_chunk_flag_on_a_resident_tensor_is_refused(digits, key):
-    from tileswap.host.emulator import Emulator
-    from tileswap.tiler.compile import compile_model
     image, plan = compile_model(digits, sram=65536, key=key)
     t = next(b for b, k in plan.kind.items() if k == F.T_ARENA)
     img = bytearray(image)
@@ -491,7 +488,6 @@ def test_authentic_chunk_flag_on_a_resident_tensor_is_refused(digits, key):
 def test_authentic_chain_flag_on_the_last_op_is_refused(digits, key):
     """OPF_CHAIN on the last op chains it to nothing: refused when the image opens (else kept group tiles
     (OPF_WRES) of a lone op would never be loaded)."""
-    from tileswap.host.emulator import Emulator
     image, plan = compile_model(digits, sram=65536, key=key)
     img = bytearray(image)
     last = len(plan.ops) - 1
@@ -506,7 +502,6 @@ def test_a_buffer_placed_over_kept_group_tiles_is_refused(key):
     table that puts another buffer over them fails with an ArenaError, not a silently wrong output."""
     import struct
 
-    from tileswap.host.emulator import Emulator
     from zoo import model
     image, plan = compile_model(model("inverted_residual"), sram=3736, key=key)
     i = next(j for j, o in enumerate(plan.ops) if o.wres and o.n_groups > 1 and "out" in o.bufs)

@@ -35,6 +35,11 @@ from tileswap.tiler import keras_import
 CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".zoo_cache")
 ZOO = {}
 CLAIMS = {}
+# (case, budget) where the plan runs by channel groups: chunked spills read by K-split 1x1 convolutions,
+# a convolution split into a MEAN, kept group tiles, a K-split op writing chunks (test_pipeline.py checks
+# each plan uses its mode; test_micropython.py runs them on MicroPython)
+GROUP_WISE = [("expand_dw_project", 4096), ("conv_mean_by_groups", 2944), ("inverted_residual", 3736),
+              ("ksplit_chunked_out", 24000)]
 HWC = (9, 11, 3)  # odd, non-square, few channels: every edge of the tiling shows up
 
 

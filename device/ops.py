@@ -114,9 +114,12 @@ def run_op(rt, i, op):
 
 def run_ksplit(rt, st):
     """A 1x1 convolution whose input is stored in channel chunks (OPF_KSPLIT): per band and output
-    group, int32 sums over the input chunk by chunk - each chunk's card units read straight into the
-    narrow input buffer, with its weight tile - then requantized with the bias, multipliers and shifts
-    the group's last tile carries. The input is read once per group, the weights once per band."""
+    group, int32 sums over the input chunk by chunk - each chunk's card units read row by row into the
+    one-row input buffer, with its weight tile - then requantized with the bias, multipliers and shifts
+    the group's last tile carries. The input is read once per group, the weights once per band. An
+    output band placed at the accumulator's offset is requantized over it (each int8 lands on int32
+    sums already consumed): only where a group's band is written before the next group's sums start,
+    one output group or a chunked output (device/validate.py)."""
     T = rt.T
     k = rt.k
     mv = rt.mv
@@ -131,37 +134,42 @@ def run_ksplit(rt, st):
     out = st.out
     orb = st.orb
     cout = st.cout
+    W = out[4]
     H = out[3]
     R = op.band_rows
     q = op.group
     stats = rt.stats
     chunked = _chunked(T, out, q)           # output written group by group, in channel chunks of q
+    over = bufs[5] == bufs[6]               # the output band over the accumulator
     nq = cout // q
+    rt.arena.claim(1000 + tid, bufs[0], ub)
     for band in range(op.n_bands):
         r0 = band * R
         r1 = min(H, r0 + R)
-        npix = (r1 - r0) * out[4]
+        npix = (r1 - r0) * W
+        a = rt.arena.claim(_ACC, bufs[6], 4 * npix * q)
         if out[0] == _T_ARENA:
             o_off = out[6] + r0 * orb
+        elif over:
+            o_off = a
         else:
             o_off = rt.arena.claim(_OUT_BAND, bufs[5], npix * q if chunked else (r1 - r0) * orb)
-        a = rt.arena.claim(_ACC, bufs[6], 4 * npix * q)
-        acc = mv[a:a + 4 * npix * q]
         for q0 in range(0, cout, q):
             g = min(q, cout - q0)
             t0 = op.first_tile + q0 // q * n
+            acc = mv[a:a + 4 * npix * g]
             for u in range(n):
-                rt.arena.claim(1000 + tid, bufs[0], (r1 - r0) * ub)
-                for r in range(r0, r1):
-                    rt._read_row(tid, r * n + u, mv, bufs[0] + (r - r0) * ub, ub)
                 wts = rt._load_tile(t0 + u, bufs[4], st.i)
-                k.conv_acc_s8(p, acc, mv, bufs[0], npix, wts, g, ch, u == 0)
+                for r in range(r0, r1):
+                    rt._read_row(tid, r * n + u, mv, bufs[0], ub)
+                    e = 4 * (r - r0) * W * g
+                    k.conv_acc_s8(p, acc[e:e + 4 * W * g], mv, bufs[0], W, wts, g, ch, u == 0)
                 stats["macs"] += npix * g * ch
                 stats["tiles"] += 1
             if chunked:                       # p's out_c is q: the band buffer holds this group
                 k.acc_out_s8(p, mv, o_off, acc, npix, wts, g, ch)
                 for r in range(r0, r1):
-                    rt._write_row(op.out, r * nq + q0 // q, mv, o_off + (r - r0) * out[4] * q, out[4] * q)
+                    rt._write_row(op.out, r * nq + q0 // q, mv, o_off + (r - r0) * W * q, W * q)
                 continue
             k.acc_out_s8(p, mv, o_off + q0, acc, npix, wts, g, ch)
         if out[0] != _T_ARENA and not chunked:

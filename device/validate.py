@@ -170,6 +170,11 @@ def check_tables(img):
                     or op.bufs[0] == _NO_BUF or op.bufs[6] == _NO_BUF):
                 raise ImageError("op #%d: a K-split op that is not a 1x1 convolution of a chunked tensor" % i)
             nt *= t[5] // t[6]
+            o = T[op.out] if op.out < n else None
+            if op.bufs[5] == op.bufs[6] and o is not None and o[5] != op.group and not (
+                    T[o[2]][1] & _TF_CHUNKED and T[o[2]][6] == op.group):
+                raise ImageError("op #%d: its output band lies over its accumulator, but %d groups of %d channels "
+                                 "write one unchunked output band" % (i, op.n_groups, op.group))
         if op.first_tile != _NO_BUF and op.first_tile + nt > h[_H_N_TILES]:
             raise ImageError("op #%d: tiles %d..%d do not exist" % (i, op.first_tile, op.first_tile + nt))
         cout = op.p[_PF_OUT_C] if op.kind == _OP_FC else T[op.out][5]

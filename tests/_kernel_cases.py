@@ -2,6 +2,7 @@
 (cached per process) and run with TFLite's reference kernels, the oracle; single ops cut out of them; and
 runners that rebuild an op's parameters with tiler/quant.py and run it with tileswap's kernels."""
 
+import array
 import functools
 import os
 
@@ -11,6 +12,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.lite.python import schema_py_generated as schema  # noqa: E402
 
+from tileswap.device import opdefs as d  # noqa: E402
 from tileswap.tiler import quant  # noqa: E402
 
 ACT = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
@@ -220,9 +222,10 @@ def run_isolated(tflite, inputs):
 # Runners: rebuild an op's parameters with tiler/quant.py from its TFLite tensors and run it with a
 # tileswap Kernels object; they return the output bytes.
 
-def run_ksplit(kern, op, *, chunk, group, seed=0):
+def run_ksplit(kern, op, *, chunk, group, over=False, seed=0):
     """A 1x1 CONV_2D as the K-split path runs it (device/ops.py run_ksplit): per output group, int32
-    sums over the input chunk by chunk (conv_acc_s8, chunks in order), then acc_out_s8."""
+    sums over the input chunk by chunk (conv_acc_s8, chunks in order), then acc_out_s8 - with `over`,
+    into the accumulator itself (out_c = the group, as for a chunked output), copied out after."""
     rng = np.random.default_rng(seed)
     x, y = op.inputs[0], op.outputs[0]
     w, b = op.inputs[1], op.inputs[2]
@@ -246,6 +249,14 @@ def run_ksplit(kern, op, *, chunk, group, seed=0):
             band, off = with_guard(np.ascontiguousarray(xs[:, u * chunk:(u + 1) * chunk]).tobytes(), rng)
             kern.conv_acc_s8(p, memoryview(acc)[:4 * npix * g], band, off, npix, pay, g, chunk, u == 0)
         pay = quant.pack_weights_payload(part, bias[c0:c0 + g], mult[c0:c0 + g], shift[c0:c0 + g])
+        if over:
+            pg = array.array("i", p)
+            pg[d.P_OUT_C] = g
+            kern.acc_out_s8(pg, acc, 0, memoryview(acc)[:4 * npix * g], npix, pay, g, chunk)
+            got = np.frombuffer(bytes(acc[:npix * g]), np.uint8).reshape(npix, g)
+            o = np.frombuffer(out, np.uint8).reshape(npix, OC)
+            o[:, c0:c0 + g] = got
+            continue
         kern.acc_out_s8(p, out, c0, memoryview(acc)[:4 * npix * g], npix, pay, g, chunk)
     return bytes(out)
 

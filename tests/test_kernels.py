@@ -62,11 +62,13 @@ KSPLIT_CASES = [  # h, w, c, filters, 1x1, activation[, positive input]; then (c
 
 
 @impls
+@pytest.mark.parametrize("over", [False, True], ids=["out", "over-acc"])
 @pytest.mark.parametrize("case, split", KSPLIT_CASES, ids=str)
-def test_conv_ksplit(impl, case, split):
+def test_conv_ksplit(impl, case, split, over):
     """A 1x1 convolution summed over its input in channel chunks (conv_acc_s8), requantized once
-    (acc_out_s8): TFLite's exact output bytes."""
-    check_op(conv_model, case, "CONV_2D", IMPLS[impl], run_ksplit, chunk=split[0], group=split[1])
+    (acc_out_s8), into its own buffer or over the int32 sums it reads (device/ops.py puts a chunked or
+    one-group output band there): TFLite's exact output bytes."""
+    check_op(conv_model, case, "CONV_2D", IMPLS[impl], run_ksplit, chunk=split[0], group=split[1], over=over)
 
 
 @impls

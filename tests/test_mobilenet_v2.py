@@ -44,5 +44,7 @@ def test_mobilenet_v2_bit_exact(mnv2, key, sram):
     # ... by channel groups, and spilled depthwise outputs written group by group in channel chunks:
     # the paths above ran them (a plan without them would leave them untested here).
     assert any(o.split == "in" and o.op.kind == D.OP_MEAN for o in plan.ops)
-    assert plan.chunk and any(o.ksplit for o in plan.ops) and any(o.wres for o in plan.ops)
-    assert info["io_amplification"] < {32 * 1024: 2.2, 64 * 1024: 1.6}[sram], info["io_amplification"]
+    assert any(o.wres for o in plan.ops)
+    if sram == 32 * 1024:    # (at 64 KiB nothing is chunked: the spilled expansions run in row bands)
+        assert plan.chunk and any(o.ksplit and o.over for o in plan.ops)
+    assert info["io_amplification"] <= {32 * 1024: 2.0, 64 * 1024: 1.55}[sram], info["io_amplification"]   # issue 8

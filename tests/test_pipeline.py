@@ -102,8 +102,11 @@ def test_group_wise_execution_is_exercised(name, sram, key):
             "conv_mean_by_groups": lambda: any(o.split == "in" and o.op.kind == 7 for o in plan.ops),
             "inverted_residual": lambda: plan.chunk and any(o.wres for o in plan.ops),
             # a K-split op writing its output in chunks whose units take two card blocks
-            "ksplit_chunked_out": lambda: any(o.ksplit and o.chunk and o.n_bands > 1 for o in plan.ops) and any(
-                plan.L.tensors[b].w * c + 32 > 512 for b, c in plan.chunk.items())}[name]
+            "ksplit_chunked_out": lambda: any(o.ksplit and o.chunk and o.over and o.n_bands > 1 for o in plan.ops)
+            and any(plan.L.tensors[b].w * c + 32 > 512 for b, c in plan.chunk.items()),
+            # a K-split op with one output group, requantized over its sums, written in whole rows
+            "ksplit_one_group": lambda: any(o.ksplit and o.over and o.n_groups == 1 and not o.chunk and o.n_bands > 1
+                                            for o in plan.ops)}[name]
     assert want(), [(o.split, o.ksplit, o.wres) for o in plan.ops]
     check(tfl, key, sram)
     _counters_equal_plan(image, key, sram)

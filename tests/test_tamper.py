@@ -515,3 +515,20 @@ def test_a_buffer_placed_over_kept_group_tiles_is_refused(key):
     finally:
         emu.close()
     assert "kept weight tiles of op #%d" % i in str(e.value), str(e.value)
+
+
+def test_an_output_band_over_the_sums_of_several_groups_is_refused(key):
+    """A K-split op may requantize its output over its int32 accumulator only where each output group's
+    band is written before the next group's sums start (one group, or a chunked output): an authentic
+    table putting a multi-group, whole-row output band there is refused when the image opens."""
+    import struct
+
+    from zoo import model
+    image, plan = compile_model(model("expand_dw_project"), sram=4096, key=key)
+    i = next(j for j, o in enumerate(plan.ops) if o.ksplit and o.n_groups > 1 and not o.chunk and "out" in o.bufs)
+    img = bytearray(image)
+    rec = _op_records(img)[i] + F.OP_SIZE
+    struct.pack_into("<I", img, rec + 4 * 5, plan.ops[i].bufs["acc"][0])    # output band over the sums
+    with pytest.raises(ImageError) as e:
+        Emulator(bytes(FI.remac(img, key)), key).close()
+    assert "op #%d" % i in str(e.value) and "accumulator" in str(e.value), str(e.value)

@@ -274,12 +274,15 @@ def mean_case(rng, name, wild=False):
     return c
 
 
-def ksplit_case(rng, name, mode="typical"):
+def ksplit_case(rng, name, mode="typical", over=False):
     """A K-split 1x1 convolution: conv_acc_s8 over 1-3 input chunks (the accumulator starts as junk,
-    which the first chunk must overwrite), then acc_out_s8."""
+    which the first chunk must overwrite), then acc_out_s8 - with `over`, over the sums it reads (out_c
+    = q, as device/ops.py requantizes a chunked or one-group output band)."""
     npix, q = int(rng.integers(1, 30)), int(rng.integers(1, 90))
     ch = int(rng.choice([1, 3, 8, 17, 40]))
     out_c = q + int(rng.integers(0, 5))
+    if over:
+        out_c = q
     p = {d.P_IN_W: npix, d.P_IN_C: ch, d.P_OUT_W: npix, d.P_OUT_C: out_c, d.P_KH: 1, d.P_KW: 1, d.P_SH: 1,
          d.P_SW: 1, d.P_DH: 1, d.P_DW: 1, d.P_IN_ZP: zp(rng), d.P_OUT_ZP: zp(rng), d.P_DM: 1}
     p[d.P_ACT_MIN], p[d.P_ACT_MAX] = act(rng)
@@ -293,7 +296,7 @@ def ksplit_case(rng, name, mode="typical"):
         c.call("conv_acc_s8", pr, acc, inp, 2, npix, c.view(w, 1, 1 + q * ch), q, ch, 1 if u == 0 else 0)
     mult, shift = requant(rng, mode, q)
     data, s, e = payload(rng, i8(rng, q * ch), bias(rng, mode, q), mult, shift, at=int(rng.integers(0, 5)))
-    c.call("acc_out_s8", pr, out, 1, acc, npix, c.view(c.buf("b", data), s, e), q, ch)
+    c.call("acc_out_s8", pr, acc if over else out, 0 if over else 1, acc, npix, c.view(c.buf("b", data), s, e), q, ch)
     return c
 
 
@@ -357,6 +360,8 @@ def all_cases():
         cases.append(softmax_case(rng, f"softmax#{i}"))
     cases.append(softmax_case(rng, "softmax:diff_min cut", scale=0.5))
     cases.append(softmax_case(rng, "softmax:1001 classes", n=1001, scale=0.1))
+    for i in range(4):
+        cases.append(ksplit_case(rng, f"ksplit over its sums#{i}", ["typical", "wrap"][i % 2], over=True))
     return cases
 
 

@@ -36,10 +36,11 @@ CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".zoo_cache
 ZOO = {}
 CLAIMS = {}
 # (case, budget) where the plan runs by channel groups: chunked spills read by K-split 1x1 convolutions,
-# a convolution split into a MEAN, kept group tiles, a K-split op writing chunks (test_pipeline.py checks
+# a convolution split into a MEAN, kept group tiles, a K-split op writing chunks or one group over its
+# int32 sums (test_pipeline.py checks
 # each plan uses its mode; test_micropython.py runs them on MicroPython)
 GROUP_WISE = [("expand_dw_project", 4096), ("conv_mean_by_groups", 2944), ("inverted_residual", 3736),
-              ("ksplit_chunked_out", 24000)]
+              ("ksplit_chunked_out", 24000), ("ksplit_one_group", 10000)]
 HWC = (9, 11, 3)  # odd, non-square, few channels: every edge of the tiling shows up
 
 
@@ -425,6 +426,18 @@ def ksplit_chunked_out():
     y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(y)
     y = L.Conv2D(160, 1)(y)
     return _finish("ksplit_chunked_out", x, L.Add()([L.Conv2D(8, 1)(y), L.Conv2D(8, 1)(y)]))
+
+
+@case("CONV_2D", "CONV_2D", "CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD")
+def ksplit_one_group():
+    """ksplit_chunked_out with MobileNetV2's 14x14 576 -> 96 shape scaled down (288 -> 40): the K-split
+    projection takes all its output channels in one group and requantizes them over its int32 sums
+    (device/ops.py run_ksplit), its spilled output in whole rows."""
+    L, x = _start("ksplit_one_group", (14, 14, 24))
+    y = L.Conv2D(288, 1, activation="relu6")(x)
+    y = L.DepthwiseConv2D(3, padding="same", activation="relu6")(y)
+    y = L.Conv2D(40, 1)(y)
+    return _finish("ksplit_one_group", x, L.Add()([L.Conv2D(8, 1)(y), L.Conv2D(8, 1)(y)]))
 
 
 @case("CONV_2D", "MEAN")

@@ -83,6 +83,7 @@ class OpPlan:
         self.ksplit = 0         # K-split 1x1 convolution over input chunks of this many channels
         self.wres = False       # a split chain member keeping every group's weight tile (tiler/fuse.py)
         self.chunk = 0          # channels per card unit of its spilled output (0: whole rows; tiler/fuse.py)
+        self.over = False       # a K-split op's output band lies over its accumulator (_tile_ksplit)
 
 
 class Plan:
@@ -242,8 +243,9 @@ def ksplit_tiles(cout, q, cin, ch):
 def _tile_ksplit(plan, op, avail, ch):
     """K-split tiling of a 1x1 convolution whose input is stored in channel chunks of ch (tiler/fuse.py):
     per band and output group of q channels, int32 sums over the input chunk by chunk (each read
-    straight from its card units, each with its weight tile), then requantized. The input is read
-    once per output group, the weights once per band. (cost, OpPlan) or None."""
+    row by row from its card units into a one-row buffer, each with its weight tile), then requantized
+    - over the sums themselves where the output group's band is written before the next group's sums
+    start. The input is read once per output group, the weights once per band. (cost, OpPlan) or None."""
     L = plan.L
     tin = L.tensors[op.ins[0]]
     out = L.tensors[op.out]
@@ -258,9 +260,12 @@ def _tile_ksplit(plan, op, avail, ch):
         nq = -(-cout // q)
         for cq in ((q, 0) if can_chunk and fuse.chunked(out, q, 2) else (0,)):
             for r in _cands(H):
-                need = [("in0", r * W * ch), ("w", max(tiles)), ("acc", 4 * r * W * q)]
-                if not out_res:
-                    need.append(("out", r * W * q if cq else r * out.row_bytes))
+                need = [("in0", W * ch), ("w", max(tiles)), ("acc", 4 * r * W * q)]
+                # the output is requantized over the accumulator where each group's band is written
+                # before the next group's sums start: one group, or a chunked output
+                over = not out_res and bool(cq or nq == 1)
+                if not out_res and not over:
+                    need.append(("out", r * out.row_bytes))
                 size = sum(_al(x) for _, x in need)
                 if size > avail:
                     continue
@@ -278,6 +283,7 @@ def _tile_ksplit(plan, op, avail, ch):
                     opl.scratch = size
                     opl.ksplit = ch
                     opl.chunk = cq
+                    opl.over = over
                     if cq:
                         opl.p = list(op.p)
                         opl.p[D.P_OUT_C] = q      # the band buffer holds one group
@@ -544,6 +550,8 @@ def _finish(plan, plans):
             if name == "chain":
                 plan.chain_off[op.out] = off
             off += _al(size)
+        if opl.over:
+            opl.bufs["out"] = opl.bufs["acc"]
         peak = max(peak, off, opl.top)
         if op.kind in _WEIGHTED:
             opl.first_tile = tile

@@ -16,7 +16,11 @@ per band, halo re-reads, a split convolution's input fetched per group, the spil
 link - and the cuts minimise the sum. The segment costs assume the tensors outside a segment are
 resident when they take at most half the budget and spilled otherwise, and know nothing of skip
 connections live across the segment; residents and band sizes are then planned around the chains
-by tiler/plan.py, so the cut is optimal only for that estimate.
+by tiler/plan.py, so the cut is optimal only for that estimate. Cut on an earlier plan's residents,
+a segment may (respill) instead cost what it moves with them spilled plus their spills elsewhere
+(one card pass per other op touching them), where that is less: the SRAM a resident takes can cost
+a segment more than the resident saves (MobileNetV2's 14x14x384 expansion, depthwise and projection
+fuse at 64 KiB only with the projection's output spilled).
 Split ops may keep every group's weight tile for the whole chain (wres: read once instead of once per
 band, at the price of SRAM the bands then lack); both are tried for every k.
 Within a chain, every channel split k of _SPLITS (no split, then 2, 3, 4, 6, ... groups for split pairs:
@@ -39,9 +43,10 @@ def _al(n):
     return (n + 7) // 8 * 8
 
 
-def find_chains(plan, budget, tile_chain, tile_op, prior=None):
+def find_chains(plan, budget, tile_chain, tile_op, prior=None, respill=False):
     """Lists of op indices, each a chain of two or more ops. prior: (kinds, resident top per op) of a
-    previous plan, for the segment costs (see above)."""
+    previous plan, for the segment costs (see above). respill: a segment may also cost what it moves
+    with the prior's residents spilled, plus their spills elsewhere, where that is less."""
     L = plan.L
     uses = {}
     for i, op in enumerate(L.ops):
@@ -67,6 +72,11 @@ def find_chains(plan, budget, tile_chain, tile_op, prior=None):
     # when all its links are candidates and it fits the budget alone.
     n = len(L.ops)
     links = [link(i) for i in range(n - 1)] + [False]
+    users = {}                  # base tensor -> ops reading or writing it
+    for m, op in enumerate(L.ops):
+        for t in set(L.tensors[x].base for x in op.ins + [op.out]):
+            users.setdefault(t, []).append(m)
+    card = {b: L.tensors[b].h * (L.tensors[b].row_bytes + F.TAG_LEN) for b in users}
     kind0 = dict(plan.kind)
 
     def cost(j, i):
@@ -85,7 +95,12 @@ def find_chains(plan, budget, tile_chain, tile_op, prior=None):
             res = [b for b in ext if kind0[b] == F.T_SPILL and L.tensors[b].nbytes * 2 <= budget]
             avail = budget - F.STAGING - sum(_al(L.tensors[b].nbytes) for b in res)
         got = moved(j, i, res, avail)
-        return got if got is not None else moved(j, i, [], budget - F.STAGING)
+        alt = moved(j, i, [], budget - F.STAGING) if (res and respill) or got is None else None
+        if alt is not None and got is not None:
+            # ... or with those residents spilled after all, if the SRAM they take costs the segment
+            # more than their spills cost: every other op that touches one reads or writes it once
+            alt += sum(card[b] * sum(1 for m in users[b] if not j <= m < i) for b in res)
+        return got if alt is None or (got is not None and got <= alt) else alt
 
     def moved(j, i, res, avail):
         if avail < 0:

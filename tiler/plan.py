@@ -29,8 +29,9 @@ Algorithm (greedy, not optimal):
    read once per group and the weights once per band; it is kept where it moves fewer bytes, and may
    write a spilled output in chunks of its output group. (The chain cuts, step 0, do not know of it:
    it shows only once the chains that chunk are tiled.)
-4. Steps 0-3 run six times (chain members outside split pairs with or without channel groups, chains
-   cut on the estimate or on the residents of an earlier pass) and the plan moving fewest bytes wins.
+4. Steps 0-3 run ten times (chain members outside split pairs with or without channel groups, chains
+   cut on the estimate or on the residents of an earlier pass, with or without the option of spilling
+   those residents: tiler/fuse.py) and the plan moving fewest bytes wins.
    Tiling results are memoised by (ops, scratch, kinds of their tensors), so later passes are cheap.
 """
 
@@ -346,11 +347,13 @@ def plan_model(L, budget, *, _search=True, progress=None):
     first = got = best = _plan_model(L, budget, _search, progress, None, True)
     if not _search:         # (the bisection for the smallest budget: one pass decides)
         return best
-    for group_members, prior in ((True, "prev"), (False, None), (False, "prev"), (True, "best"), (False, "best")):
+    for group_members, prior, respill in ((True, "prev", False), (True, "prev", True), (False, None, False),
+                                          (False, "prev", False), (False, "prev", True), (True, "best", False),
+                                          (True, "best", True), (False, "best", False), (False, "best", True)):
         try:
             # (no bisection for an error message here: a failing extra pass is just not kept)
             got = _plan_model(L, budget, False, progress, {"prev": got, "best": best}.get(prior),
-                              group_members, first.memo)
+                              group_members, first.memo, respill)
         except TilerError:
             continue
         if (_moved(got.ops), got.n_tiles) < (_moved(best.ops), best.n_tiles):
@@ -358,7 +361,7 @@ def plan_model(L, budget, *, _search=True, progress=None):
     return best
 
 
-def _plan_model(L, budget, _search, progress, prior, group_members, memo=None):
+def _plan_model(L, budget, _search, progress, prior, group_members, memo=None, respill=False):
     plan = Plan(L, budget)
     plan.progress = progress
     plan.group_members = group_members
@@ -375,7 +378,7 @@ def _plan_model(L, budget, _search, progress, prior, group_members, memo=None):
     need = [(STAGING + min_scratch(plan, op), i) for i, op in enumerate(L.ops)]
     plan.min_sram = max(need)[0] if need else STAGING
     plan.chains = fuse.find_chains(plan, budget, _tile_chain, _tile_op,
-                                   prior and (prior.kind, [o.res_top for o in prior.ops]))
+                                   prior and (prior.kind, [o.res_top for o in prior.ops]), respill)
     chained = {i for c in plan.chains for i in c}
     for n, i in sorted(need, reverse=True):
         if n > budget and i not in chained:

@@ -17,6 +17,7 @@ target_sources(usermod_tskernels INTERFACE
     ${TSKERNELS_NATIVE}/ts_fc_ref.c
     ${TSKERNELS_NATIVE}/ts_elementwise.c
     ${TSKERNELS_NATIVE}/ts_softmax.c
+    ${TSKERNELS_NATIVE}/ts_acc.c
 )
 
 target_include_directories(usermod_tskernels INTERFACE

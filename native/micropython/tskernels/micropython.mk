@@ -6,6 +6,6 @@ TSKERNELS_NATIVE := $(TSKERNELS_MOD_DIR)/../..
 
 SRC_USERMOD += $(TSKERNELS_MOD_DIR)/modtskernels.c
 SRC_USERMOD += $(addprefix $(TSKERNELS_NATIVE)/, ts_spatial.c ts_conv.c ts_conv_ref.c ts_dwconv.c ts_dwconv_ref.c \
-	ts_pool.c ts_fc.c ts_fc_ref.c ts_elementwise.c ts_softmax.c)
+	ts_pool.c ts_fc.c ts_fc_ref.c ts_elementwise.c ts_softmax.c ts_acc.c)
 
 CFLAGS_USERMOD += -I$(TSKERNELS_NATIVE)

@@ -188,6 +188,39 @@ static mp_obj_t k_softmax_s8(size_t n_args, const mp_obj_t *args)
 }
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(k_softmax_s8_obj, 7, 7, k_softmax_s8);
 
+/* conv_acc_s8(p, acc, inp, in_off, npix, wts, q, ch, first): acc a 4-byte aligned buffer of 4*npix*q */
+static mp_obj_t k_conv_acc_s8(size_t n_args, const mp_obj_t *args)
+{
+    int32_t pv[P_MAX];
+    const int32_t *p = params(args[1], pv, TS_P_SPATIAL_LEN);
+    mp_int_t npix = arg(args, 5), q = arg(args, 7), ch = arg(args, 8);
+    uint8_t *acc = buf_at(args[2], 0, 4 * (int64_t)npix * q, 1);
+    const uint8_t *in = buf_at(args[3], arg(args, 4), (int64_t)npix * ch, 0);
+    const uint8_t *w = buf_at(args[6], 0, (int64_t)q * ch, 0);
+    if ((uintptr_t)acc & 3) {
+        mp_raise_ValueError(MP_ERROR_TEXT("tskernels: acc must be 4-byte aligned"));
+    }
+    return done(ts_conv_acc_s8(p, npix, q, ch, mp_obj_is_true(args[9]), (const int8_t *)in, (const int8_t *)w,
+                               (int32_t *)(void *)acc));
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(k_conv_acc_s8_obj, 10, 10, k_conv_acc_s8);
+
+/* acc_out_s8(p, out, out_off, acc, npix, wts, q, ch): out may be acc's own memory (docs/kernels.md) */
+static mp_obj_t k_acc_out_s8(size_t n_args, const mp_obj_t *args)
+{
+    int32_t pv[P_MAX];
+    const int32_t *p = params(args[1], pv, TS_P_SPATIAL_LEN);
+    mp_int_t npix = arg(args, 5), q = arg(args, 7), ch = arg(args, 8);
+    const uint8_t *acc = buf_at(args[4], 0, 4 * (int64_t)npix * q, 0);
+    const uint8_t *w = buf_at(args[6], 0, payload((int64_t)q * ch, q), 0);
+    uint8_t *out = buf_at(args[2], arg(args, 3), npix > 0 ? (int64_t)(npix - 1) * p[TS_P_OUT_C] + q : 0, 1);
+    if ((uintptr_t)acc & 3) {
+        mp_raise_ValueError(MP_ERROR_TEXT("tskernels: acc must be 4-byte aligned"));
+    }
+    return done(ts_acc_out_s8(p, npix, q, ch, (const int32_t *)(const void *)acc, (const int8_t *)w, (int8_t *)out));
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(k_acc_out_s8_obj, 9, 9, k_acc_out_s8);
+
 static mp_obj_t kernels_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args)
 {
     mp_arg_check_num(n_args, n_kw, 0, 0, false);
@@ -206,6 +239,8 @@ static const mp_rom_map_elem_t kernels_locals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_mean_acc_s8), MP_ROM_PTR(&k_mean_acc_s8_obj) },
     { MP_ROM_QSTR(MP_QSTR_mean_out_s8), MP_ROM_PTR(&k_mean_out_s8_obj) },
     { MP_ROM_QSTR(MP_QSTR_softmax_s8), MP_ROM_PTR(&k_softmax_s8_obj) },
+    { MP_ROM_QSTR(MP_QSTR_conv_acc_s8), MP_ROM_PTR(&k_conv_acc_s8_obj) },
+    { MP_ROM_QSTR(MP_QSTR_acc_out_s8), MP_ROM_PTR(&k_acc_out_s8_obj) },
 };
 static MP_DEFINE_CONST_DICT(kernels_locals, kernels_locals_table);
 

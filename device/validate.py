@@ -91,6 +91,7 @@ _P_DM = const(15)
 _P_DW = const(9)
 _P_KH = const(4)
 _P_KW = const(5)
+_P_OUT_C = const(3)
 _P_SH = const(6)
 _P_SPATIAL_LEN = const(16)
 _P_SW = const(7)
@@ -170,9 +171,12 @@ def check_tables(img):
                     or op.bufs[0] == _NO_BUF or op.bufs[6] == _NO_BUF):
                 raise ImageError("op #%d: a K-split op that is not a 1x1 convolution of a chunked tensor" % i)
             nt *= t[5] // t[6]
-            o = T[op.out] if op.out < n else None
-            if op.bufs[5] == op.bufs[6] and o is not None and o[5] != op.group and not (
-                    T[o[2]][1] & _TF_CHUNKED and T[o[2]][6] == op.group):
+            o = T[op.out]
+            chunks = T[o[2]][1] & _TF_CHUNKED
+            if chunks and (o[2] != op.out or T[o[2]][6] != op.group or p[_P_OUT_C] != op.group):
+                raise ImageError("op #%d: a K-split op writes a chunked output in its own groups, as its band's width"
+                                 % i)
+            if op.bufs[5] == op.bufs[6] and o[5] != op.group and not chunks:
                 raise ImageError("op #%d: its output band lies over its accumulator, but %d groups of %d channels "
                                  "write one unchunked output band" % (i, op.n_groups, op.group))
         if op.first_tile != _NO_BUF and op.first_tile + nt > h[_H_N_TILES]:

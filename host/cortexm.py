@@ -149,6 +149,7 @@ class Recorder:
 
     def _call(self, op, args, p, fn, out, out_off, inp, in_off, in2=b"", in2_off=0, macs=0):
         before = bytes(out)
+        inp_b, in2_b = bytes(inp), bytes(in2)      # before the call: a kernel may write over its input
         try:
             fn()
             status = 0
@@ -157,7 +158,7 @@ class Recorder:
                 raise
             status = 1
             out[:] = before
-        rec = dict(op=op, status=status, args=args, p=p, inp=bytes(inp), in_off=in_off, in2=bytes(in2),
+        rec = dict(op=op, status=status, args=args, p=p, inp=inp_b, in_off=in_off, in2=in2_b,
                    in2_off=in2_off, before=before, after=bytes(out), out_off=out_off, macs=macs)
         for o in ((op, op + OP_REF) if self.naive_too and op in (OP_CONV, OP_DWCONV, OP_FC) else (op,)):
             self.records.append(dict(rec, op=o, id=len(self.records)))

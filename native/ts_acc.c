@@ -25,6 +25,7 @@ TS_HOT ts_status ts_conv_acc_s8(const int32_t *p, int32_t npix, int32_t q, int32
     return TS_OK;
 }
 
+/* out may lie over acc (out_c == q): see ts_kernels.h. */
 ts_status ts_acc_out_s8(const int32_t *p, int32_t npix, int32_t q, int32_t ch, const int32_t *acc,
                         const int8_t *wts, int8_t *out)
 {

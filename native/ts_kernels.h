@@ -236,7 +236,10 @@ ts_status ts_conv_acc_s8(const int32_t *p, int32_t npix, int32_t q, int32_t ch, 
                          const int8_t *in, const int8_t *w, int32_t *acc);
 
 /* K-split, second half: out[i*out_c + o] = clamp(MBQM(acc[i][o] + bias[o], mult[o], shift[o]) + out_zp),
- * bias/mult/shift [q] after the filter [q][ch] (padded to 4) in wts, as in a CONV_2D payload. */
+ * bias/mult/shift [q] after the filter [q][ch] (padded to 4) in wts, as in a CONV_2D payload.
+ * In place: out may equal (int8_t *)acc when out_c == q (device/ops.py run_ksplit requantizes a chunked
+ * or one-group output band over its sums): acc[i][o] is read before out[i*out_c + o] is written, in
+ * ascending order, so no write reaches a sum not yet read. Keep it so (no restrict, no reordering). */
 ts_status ts_acc_out_s8(const int32_t *p, int32_t npix, int32_t q, int32_t ch, const int32_t *acc,
                         const int8_t *wts, int8_t *out);
 

@@ -20,6 +20,7 @@ from conftest import DIGITS
 from tileswap.device import CardError, DeviceError, ImageError, IntegrityError, KeyMismatch
 from tileswap.device import crypto as C
 from tileswap.device import format as F
+from tileswap.device import opdefs as D
 from tileswap.host import fault_campaign as CF
 from tileswap.device.runtime import Runtime
 from tileswap.device.storage import BytesBlockDevice
@@ -532,3 +533,21 @@ def test_an_output_band_over_the_sums_of_several_groups_is_refused(key):
     with pytest.raises(ImageError) as e:
         Emulator(bytes(FI.remac(img, key)), key).close()
     assert "op #%d" % i in str(e.value) and "accumulator" in str(e.value), str(e.value)
+
+
+def test_a_chunked_ksplit_output_of_another_width_is_refused(key):
+    """A K-split op writing a chunked output requantizes each group into a band one group wide (its
+    p[OUT_C]), over its sums: an authentic p giving the band another width - which would write past
+    sums not yet read - is refused when the image opens."""
+    import struct
+
+    from zoo import model
+    image, plan = compile_model(model("ksplit_chunked_out"), sram=24000, key=key)
+    i = next(j for j, o in enumerate(plan.ops) if o.ksplit and o.chunk and o.over)
+    img = bytearray(image)
+    at = _op_records(img)[i] + F.OP_SIZE + 4 * F.N_BUFS + 4 * D.P_OUT_C
+    assert struct.unpack_from("<i", img, at)[0] == plan.ops[i].group
+    struct.pack_into("<i", img, at, 4 * plan.ops[i].group)
+    with pytest.raises(ImageError) as e:
+        Emulator(bytes(FI.remac(img, key)), key).close()
+    assert "op #%d" % i in str(e.value), str(e.value)

@@ -18,7 +18,8 @@ resident when they take at most half the budget and spilled otherwise, and know 
 connections live across the segment; residents and band sizes are then planned around the chains
 by tiler/plan.py, so the cut is optimal only for that estimate. Cut on an earlier plan's residents,
 a segment may (respill) instead cost what it moves with them spilled plus their spills elsewhere
-(one card pass per other op touching them), where that is less: the SRAM a resident takes can cost
+(one card pass per other op touching them, one tag per row; the segment then gets the whole budget,
+as if no skip connection lived across it: optimistic), where that is less: the SRAM a resident takes can cost
 a segment more than the resident saves (MobileNetV2's 14x14x384 expansion, depthwise and projection
 fuse at 64 KiB only with the projection's output spilled).
 Split ops may keep every group's weight tile for the whole chain (wres: read once instead of once per

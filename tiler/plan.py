@@ -5,7 +5,8 @@ Arena layout at op i (offsets from the start of the budget B):
     [0, 1024)           the I/O staging blocks (partial blocks of payloads and spilled rows)
     [1024, top(i))       resident activations live at op i (fixed offsets for their whole life)
     [top(i), ...)       op i's scratch: input bands of spilled inputs, the weight tile, the output band
-                        of a spilled output, the MEAN accumulator
+                        of a spilled output, the int32 accumulator of a MEAN or a K-split convolution
+                        (whose output band may lie over it: _tile_ksplit)
 
 Algorithm (greedy, not optimal):
 0. Fused chains are chosen first (tiler/fuse.py: dynamic programming over the bytes each segment

@@ -41,6 +41,8 @@ def plan_info(image, key=None):
         base = img.tensors[t[2]]
         where = _WHERE[base[0]] + (" (chunks of %d)" % base[6] if base[1] & F.TF_CHUNKED else "")
         mode = [name for flag, name in _MODES if op.flags & flag]
+        if op.flags & F.OPF_KSPLIT and op.bufs[5] == op.bufs[6]:
+            mode.append("output over its sums")
         ops.append(dict(index=i, op=D.OP_NAMES.get(op.kind, str(op.kind)), out_shape=[t[3], t[4], t[5]],
                         output_in=where, band_rows=op.band_rows, bands=op.n_bands,
                         group=op.group, groups=op.n_groups, tiles=n, peak_sram=peak, io_read_bytes=rd,

@@ -108,8 +108,19 @@ def test_group_wise_execution_is_exercised(name, sram, key):
             "ksplit_one_group": lambda: any(o.ksplit and o.over and o.n_groups == 1 and not o.chunk and o.n_bands > 1
                                             for o in plan.ops)}[name]
     assert want(), [(o.split, o.ksplit, o.wres) for o in plan.ops]
+    # `tileswap plan` reads each op's mode from the image's flags and buffers
+    modes = [o["mode"] for o in plan_info(image, key)["ops"]]
+    assert modes == [_mode(o) for o in plan.ops], modes
     check(tfl, key, sram)
     _counters_equal_plan(image, key, sram)
+
+
+def _mode(o):
+    """What `tileswap plan` should say of OpPlan o (host/inspect.py)."""
+    m = {"out": ["groups into the next op"], "in": ["by the previous op's groups"]}.get(o.split, [])
+    m += ["keeps its group tiles"] if o.wres else []
+    m += ["K-split over input chunks"] + (["output over its sums"] if o.over else []) if o.ksplit else []
+    return ", ".join(m)
 
 
 def test_smallest_budget_goes_below_ops_alone_through_fusion(key):

@@ -23,13 +23,13 @@ _ACC = const(-4)
 _INPUT_ROW = const(-5)
 _KEPT = const(-100)          # - op index: the group tiles a fused-chain member keeps (device/ops.py)
 _ROLE = {STAGING: "the staging blocks", _WEIGHTS: "the weight tile", _OUT_BAND: "the output band",
-         _ACC: "the int32 accumulator", _INPUT_ROW: "the input row"}
+         _ACC: "the accumulator", _INPUT_ROW: "the input row"}
 
 
 def owner_name(o):
     if o <= _KEPT:
         return "the kept weight tiles of op #%d" % (_KEPT - o)
-    return _ROLE.get(o) or ("tensor %d" % o if o < 1000 else "the band (or row) of tensor %d" % (o - 1000))
+    return _ROLE.get(o) or ("tensor %d" % o if o < 1000 else "the band of tensor %d" % (o - 1000))
 
 
 class Arena:

@@ -172,13 +172,11 @@ def check_tables(img):
                 raise ImageError("op #%d: a K-split op that is not a 1x1 convolution of a chunked tensor" % i)
             nt *= t[5] // t[6]
             o = T[op.out]
-            chunks = T[o[2]][1] & _TF_CHUNKED
-            if chunks and (o[2] != op.out or T[o[2]][6] != op.group or p[_P_OUT_C] != op.group):
-                raise ImageError("op #%d: a K-split op writes a chunked output in its own groups, as its band's width"
+            ck = T[o[2]][1] & _TF_CHUNKED       # chunks of its group, its band one group wide; over its
+            if (ck and (o[2] != op.out or T[o[2]][6] != op.group or p[_P_OUT_C] != op.group)) or (
+                    op.bufs[5] == op.bufs[6] and o[5] != op.group and not ck):     # sums: one group or chunked
+                raise ImageError("op #%d: a K-split output band (chunked, or over the accumulator) is not one group"
                                  % i)
-            if op.bufs[5] == op.bufs[6] and o[5] != op.group and not chunks:
-                raise ImageError("op #%d: its output band lies over its accumulator, but %d groups of %d channels "
-                                 "write one unchunked output band" % (i, op.n_groups, op.group))
         if op.first_tile != _NO_BUF and op.first_tile + nt > h[_H_N_TILES]:
             raise ImageError("op #%d: tiles %d..%d do not exist" % (i, op.first_tile, op.first_tile + nt))
         cout = op.p[_PF_OUT_C] if op.kind == _OP_FC else T[op.out][5]

@@ -21,7 +21,11 @@ a segment may (respill) instead cost what it moves with them spilled plus their 
 (one card pass per other op touching them, one tag per row; the segment then gets the whole budget,
 as if no skip connection lived across it: optimistic), where that is less: the SRAM a resident takes can cost
 a segment more than the resident saves (MobileNetV2's 14x14x384 expansion, depthwise and projection
-fuse at 64 KiB only with the projection's output spilled).
+fuse at 64 KiB only with the projection's output spilled). With ksplit_est, a 1x1 convolution on its
+own reading a depthwise's spilled output may cost what it moves K-split (tiler/plan.py _tile_ksplit),
+over each chunk size the depthwise's chain could write: optimistic, since that chain may not chunk;
+it is one more set of passes, and the plan that moves least is kept (MobileNetV2 at 16 KiB: 3.78 ->
+3.50; MobileNetV1 at 32 KiB would be 5.46 instead of 5.10 with it alone).
 Split ops may keep every group's weight tile for the whole chain (wres: read once instead of once per
 band, at the price of SRAM the bands then lack); both are tried for every k.
 Within a chain, every channel split k of _SPLITS (no split, then 2, 3, 4, 6, ... groups for split pairs:
@@ -44,10 +48,11 @@ def _al(n):
     return (n + 7) // 8 * 8
 
 
-def find_chains(plan, budget, tile_chain, tile_op, prior=None, respill=False):
+def find_chains(plan, budget, tile_chain, tile_op, prior=None, respill=False, ksplit_est=False):
     """Lists of op indices, each a chain of two or more ops. prior: (kinds, resident top per op) of a
     previous plan, for the segment costs (see above). respill: a segment may also cost what it moves
-    with the prior's residents spilled, plus their spills elsewhere, where that is less."""
+    with the prior's residents spilled, plus their spills elsewhere, where that is less. ksplit_est: a
+    1x1 convolution of a depthwise's spilled output may cost what it moves K-split (see above)."""
     L = plan.L
     uses = {}
     for i, op in enumerate(L.ops):
@@ -114,9 +119,26 @@ def find_chains(plan, budget, tile_chain, tile_op, prior=None, respill=False):
             else:
                 got = tile_op(plan, L.ops[j], avail, exact=True)
                 members = [got[1]] if got else None
+                for g in (ksplit_est and chunkable(j)) or ():
+                    plan.chunk_now[L.ops[j].ins[0]] = g
+                    alt = tile_op(plan, L.ops[j], avail, exact=True)
+                    if alt and (members is None or alt[0] < (members[0].read + members[0].written, 0)):
+                        members = [alt[1]]
+                    plan.chunk_now.pop(L.ops[j].ins[0])
             return sum(m.read + m.written for m in members) if members else None
         finally:
             plan.kind.update(kind0)
+
+    def chunkable(j):
+        """Chunk sizes op j's input may come in: it is the spilled output of a depthwise at j - 1 that a
+        chain may run by channel groups (written in chunks of the group), and op j can sum it K-split."""
+        op = L.ops[j]
+        if j == 0 or not op.ins or L.ops[j - 1].kind != D.OP_DWCONV or L.ops[j - 1].out != op.ins[0]:
+            return ()
+        t = L.tensors[op.ins[0]]
+        if kind0.get(t.id) != F.T_SPILL or plan.kind.get(t.id) != F.T_SPILL or not ksplittable(op, L):
+            return ()
+        return [g for g in range(1, t.c) if chunked(t, g)]
 
     big = float(1 << 60)        # an op that fits nowhere: the planner names it later
     best = [None] * (n + 1)     # best[i]: cost of ops 0..i-1, a segment ending at op i-1
@@ -160,6 +182,13 @@ def _height(L, op):
     """Rows a chain's last op runs its bands over: a MEAN (which may end a chain) accumulates its
     input rows band by band."""
     return L.tensors[op.ins[0]].h if op.kind == D.OP_MEAN else L.tensors[op.out].h
+
+
+def ksplittable(op, L):
+    """A 1x1 convolution (stride 1, no padding) can sum its input in channel chunks (K-split)."""
+    g = op.geom
+    return (op.kind == D.OP_CONV and g["kh"] == 1 and g["kw"] == 1 and op.p[D.P_SH] == 1 and op.p[D.P_SW] == 1
+            and g.get("pad_t", 0) == 0 and L.tensors[op.ins[0]].base == op.ins[0])
 
 
 def bands_of(plan, idxs, r):

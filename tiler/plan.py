@@ -26,13 +26,14 @@ Algorithm (greedy, not optimal):
    (device/schedule.py `fresh`): each input row is read once per op, not once per band it touches.
    Readers of a channel-chunked spill (tiler/fuse.py) pay one tag per chunk: added once the plan is
    final, not weighed while tiling. A 1x1 convolution of a chunked spill may instead sum its input
-   chunk by chunk (K-split, _tile_ksplit), which the device runs output group outside, so the input is
-   read once per group and the weights once per band; it is kept where it moves fewer bytes, and may
-   write a spilled output in chunks of its output group. (The chain cuts, step 0, do not know of it:
-   it shows only once the chains that chunk are tiled.)
-4. Steps 0-3 run ten times (chain members outside split pairs with or without channel groups, chains
+   chunk by chunk (K-split, _tile_ksplit), which the device runs per band and output group, so the
+   input is read once per group and the weights once per band; it is kept where it moves fewer bytes,
+   and may write a spilled output in chunks of its output group. (The chain cuts, step 0, know of it
+   only in the passes that assume a depthwise's spilled output may come in chunks: tiler/fuse.py.)
+4. Steps 0-3 run twenty times (chain members outside split pairs with or without channel groups, chains
    cut on the estimate or on the residents of an earlier pass, with or without the option of spilling
-   those residents: tiler/fuse.py) and the plan moving fewest bytes wins.
+   those residents, with or without K-split in the cut estimate: tiler/fuse.py) and the plan moving
+   fewest bytes wins.
    Tiling results are memoised by (ops, scratch, kinds of their tensors), so later passes are cheap.
 """
 
@@ -224,11 +225,7 @@ def _tile_op1(plan, op, avail, exact=False):
     return best
 
 
-def ksplittable(op, L):
-    """A 1x1 convolution (stride 1, no padding) can sum its input in channel chunks (K-split)."""
-    g = op.geom
-    return (op.kind == D.OP_CONV and g["kh"] == 1 and g["kw"] == 1 and op.p[D.P_SH] == 1 and op.p[D.P_SW] == 1
-            and g.get("pad_t", 0) == 0 and L.tensors[op.ins[0]].base == op.ins[0])
+ksplittable = fuse.ksplittable
 
 
 def ksplit_tiles(cout, q, cin, ch):
@@ -348,21 +345,23 @@ def plan_model(L, budget, *, _search=True, progress=None):
     first = got = best = _plan_model(L, budget, _search, progress, None, True)
     if not _search:         # (the bisection for the smallest budget: one pass decides)
         return best
-    for group_members, prior, respill in ((True, "prev", False), (True, "prev", True), (False, None, False),
-                                          (False, "prev", False), (False, "prev", True), (True, "best", False),
-                                          (True, "best", True), (False, "best", False), (False, "best", True)):
-        try:
-            # (no bisection for an error message here: a failing extra pass is just not kept)
-            got = _plan_model(L, budget, False, progress, {"prev": got, "best": best}.get(prior),
-                              group_members, first.memo, respill)
-        except TilerError:
-            continue
-        if (_moved(got.ops), got.n_tiles) < (_moved(best.ops), best.n_tiles):
-            best = got
+    passes = ((True, "prev", False), (True, "prev", True), (False, None, False), (False, "prev", False),
+              (False, "prev", True), (True, "best", False), (True, "best", True), (False, "best", False),
+              (False, "best", True))
+    for ksplit_est in (False, True):
+        for group_members, prior, respill in ((True, None, False),) * ksplit_est + passes:
+            try:
+                # (no bisection for an error message here: a failing extra pass is just not kept)
+                got = _plan_model(L, budget, False, progress, {"prev": got, "best": best}.get(prior),
+                                  group_members, first.memo, respill, ksplit_est)
+            except TilerError:
+                continue
+            if (_moved(got.ops), got.n_tiles) < (_moved(best.ops), best.n_tiles):
+                best = got
     return best
 
 
-def _plan_model(L, budget, _search, progress, prior, group_members, memo=None, respill=False):
+def _plan_model(L, budget, _search, progress, prior, group_members, memo=None, respill=False, ksplit_est=False):
     plan = Plan(L, budget)
     plan.progress = progress
     plan.group_members = group_members
@@ -379,7 +378,7 @@ def _plan_model(L, budget, _search, progress, prior, group_members, memo=None, r
     need = [(STAGING + min_scratch(plan, op), i) for i, op in enumerate(L.ops)]
     plan.min_sram = max(need)[0] if need else STAGING
     plan.chains = fuse.find_chains(plan, budget, _tile_chain, _tile_op,
-                                   prior and (prior.kind, [o.res_top for o in prior.ops]), respill)
+                                   prior and (prior.kind, [o.res_top for o in prior.ops]), respill, ksplit_est)
     chained = {i for c in plan.chains for i in c}
     for n, i in sorted(need, reverse=True):
         if n > budget and i not in chained:

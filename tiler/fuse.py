@@ -19,9 +19,9 @@ connections live across the segment; residents and band sizes are then planned a
 by tiler/plan.py, so the cut is optimal only for that estimate. Cut on an earlier plan's residents,
 a segment may (respill) instead cost what it moves with them spilled plus their spills elsewhere
 (one card pass per other op touching them, one tag per row; the segment then gets the whole budget,
-as if no skip connection lived across it: optimistic), where that is less: the SRAM a resident takes can cost
-a segment more than the resident saves (MobileNetV2's 14x14x384 expansion, depthwise and projection
-fuse at 64 KiB only with the projection's output spilled). With ksplit_est, a 1x1 convolution on its
+as if no skip connection lived across it: optimistic), where that is less: the SRAM a resident
+takes can cost a segment more than the resident saves (MobileNetV2's 14x14x384 expansion, depthwise
+and projection fuse at 64 KiB only with the projection's output spilled). With ksplit_est, a 1x1 convolution on its
 own reading a depthwise's spilled output may cost what it moves K-split (tiler/plan.py _tile_ksplit),
 over each chunk size the depthwise's chain could write: optimistic, since that chain may not chunk;
 it is one more set of passes, and the plan that moves least is kept (MobileNetV2 at 16 KiB: 3.78 ->
@@ -120,11 +120,13 @@ def find_chains(plan, budget, tile_chain, tile_op, prior=None, respill=False, ks
                 got = tile_op(plan, L.ops[j], avail, exact=True)
                 members = [got[1]] if got else None
                 for g in (ksplit_est and chunkable(j)) or ():
-                    plan.chunk_now[L.ops[j].ins[0]] = g
-                    alt = tile_op(plan, L.ops[j], avail, exact=True)
+                    plan.chunk_now[L.ops[j].ins[0]] = g       # (as if the chain before chunked it by g)
+                    try:
+                        alt = tile_op(plan, L.ops[j], avail, exact=True)
+                    finally:
+                        plan.chunk_now.pop(L.ops[j].ins[0])
                     if alt and (members is None or alt[0] < (members[0].read + members[0].written, 0)):
                         members = [alt[1]]
-                    plan.chunk_now.pop(L.ops[j].ins[0])
             return sum(m.read + m.written for m in members) if members else None
         finally:
             plan.kind.update(kind0)

@@ -21,11 +21,12 @@ a segment may (respill) instead cost what it moves with them spilled plus their 
 (one card pass per other op touching them, one tag per row; the segment then gets the whole budget,
 as if no skip connection lived across it: optimistic), where that is less: the SRAM a resident
 takes can cost a segment more than the resident saves (MobileNetV2's 14x14x384 expansion, depthwise
-and projection fuse at 64 KiB only with the projection's output spilled). With ksplit_est, a 1x1 convolution on its
-own reading a depthwise's spilled output may cost what it moves K-split (tiler/plan.py _tile_ksplit),
-over each chunk size the depthwise's chain could write: optimistic, since that chain may not chunk;
-it is one more set of passes, and the plan that moves least is kept (MobileNetV2 at 16 KiB: 3.78 ->
-3.50; MobileNetV1 at 32 KiB would be 5.46 instead of 5.10 with it alone).
+and projection fuse at 64 KiB only with the projection's output spilled). With ksplit_est, a 1x1
+convolution on its own reading a depthwise's spilled output may cost what it moves K-split
+(tiler/plan.py _tile_ksplit), over each chunk size the depthwise's chain could write: optimistic,
+since that chain may not chunk; it is one more set of passes, and the plan that moves least is kept
+(MobileNetV2 at 16 KiB: 3.78 -> 3.50; MobileNetV1 at 32 KiB would be 5.46 instead of 5.10 with it
+alone).
 Split ops may keep every group's weight tile for the whole chain (wres: read once instead of once per
 band, at the price of SRAM the bands then lack); both are tried for every k.
 Within a chain, every channel split k of _SPLITS (no split, then 2, 3, 4, 6, ... groups for split pairs:
@@ -82,7 +83,7 @@ def find_chains(plan, budget, tile_chain, tile_op, prior=None, respill=False, ks
     for m, op in enumerate(L.ops):
         for t in set(L.tensors[x].base for x in op.ins + [op.out]):
             users.setdefault(t, []).append(m)
-    card = {b: L.tensors[b].h * (L.tensors[b].row_bytes + F.TAG_LEN) for b in users}
+    card = {b: L.tensors[b].h * spill_row(L.tensors[b], 0) for b in users}
     kind0 = dict(plan.kind)
 
     def cost(j, i):

@@ -149,7 +149,7 @@ def _tile_op(plan, op, avail, exact=False):
     key = ("op", op.out, avail, exact, _kinds(plan, [op]), ch)
     if key not in plan.memo:
         got = _tile_op1(plan, op, avail, exact)
-        if ch and ksplittable(op, plan.L):
+        if ch and fuse.ksplittable(op, plan.L):
             alt = _tile_ksplit(plan, op, avail, ch)
             if alt is not None and (got is None or alt[0] < got[0]):
                 got = alt
@@ -223,9 +223,6 @@ def _tile_op1(plan, op, avail, exact=False):
                 best = (cost, opl)
             break   # larger r fits first; smaller r only costs more for this g
     return best
-
-
-ksplittable = fuse.ksplittable
 
 
 def ksplit_tiles(cout, q, cin, ch):
